@@ -1,0 +1,37 @@
+"""Base models: the zoo, specs, weights and materialised θ0."""
+
+from common.models.materialize import (
+    MaterializedBase,
+    default_cache_dir,
+    from_theta0,
+    materialize,
+    spec_sha256,
+)
+from common.models.small_cnn import SmallCNN, small_cnn
+from common.models.spec import (
+    BaseModelSpec,
+    FileWeights,
+    InitWeights,
+    PretrainedWeights,
+    TorchHubWeights,
+)
+from common.models.zoo import ARCHITECTURES, Architecture, build_network, get_architecture
+
+__all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "BaseModelSpec",
+    "FileWeights",
+    "InitWeights",
+    "MaterializedBase",
+    "PretrainedWeights",
+    "SmallCNN",
+    "TorchHubWeights",
+    "build_network",
+    "default_cache_dir",
+    "from_theta0",
+    "get_architecture",
+    "materialize",
+    "small_cnn",
+    "spec_sha256",
+]

@@ -1,0 +1,106 @@
+"""The tangent model: f_lin(x; θ0 + Δ) = f(x; θ0) + J_θ f(x; θ0) · Δ, computed exactly.
+
+θ0 stays in the frozen base network; Δ lives here as trainable parameters, one per tangent
+parameter of the base. The forward pass runs the base's graph compiled into dual-path
+steps (``common.tangent.compile``): below the first tangent layer it runs once, plainly;
+from there on it carries (primal, tangent) pairs. Normalisation always runs in eval mode,
+so the output is exactly linear in Δ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import torch
+from torch import nn
+
+from common.components.validation import check_delta_schema
+from common.errors import TangentError
+from common.tangent.compile import DeltaLookup, Env, compile_network
+from common.tangent.rules import Tangent
+
+
+def _parameter_key(name: str) -> str:
+    # nn.ParameterDict / ModuleDict keys cannot contain dots; torch names never hold "__".
+    return name.replace(".", "__")
+
+
+class TangentModel(nn.Module):
+    """A frozen base network linearised around θ0 in the parameters ``tangent_names``.
+
+    ``forward(x)`` returns f(x; θ0) + J·Δ with this module's Δ, or with ``delta`` when one is
+    given (base parameter name → tensor): that evaluates any component or composition
+    without copying it in.
+    """
+
+    def __init__(self, network: nn.Module, tangent_names: tuple[str, ...]) -> None:
+        super().__init__()
+        network.eval()
+        network.requires_grad_(False)
+        self.base = network
+        params = dict(network.named_parameters())
+        unknown = [n for n in tangent_names if n not in params]
+        if unknown:
+            raise TangentError(f"tangent parameters not in the network: {unknown[:5]}")
+        self.tangent_names: tuple[str, ...] = tuple(sorted(tangent_names))
+        self.delta = nn.ParameterDict(
+            {
+                _parameter_key(n): nn.Parameter(torch.zeros_like(params[n]))
+                for n in self.tangent_names
+            }
+        )
+        compiled = compile_network(network, frozenset(self.tangent_names))
+        self._input, self._steps, self._output = compiled.input, compiled.steps, compiled.output
+        self.fused = nn.ModuleDict({_parameter_key(k): v for k, v in compiled.fused.items()})
+
+    # -- Δ ---------------------------------------------------------------------------------
+
+    def delta_parameters(self) -> Iterator[nn.Parameter]:
+        """The trainable Δ parameters (what an optimiser gets)."""
+        return iter(self.delta.values())
+
+    def delta_state(self) -> dict[str, torch.Tensor]:
+        """Δ keyed by base parameter name, detached (sharing storage with the parameters)."""
+        return {n: self.delta[_parameter_key(n)].detach() for n in self.tangent_names}
+
+    def delta_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {n: tuple(self.delta[_parameter_key(n)].shape) for n in self.tangent_names}
+
+    def load_delta(self, delta: Mapping[str, torch.Tensor]) -> None:
+        """Copy ``delta`` into this model's Δ; keys and shapes must match exactly."""
+        check_delta_schema(delta, self.delta_shapes())
+        with torch.no_grad():
+            for name in self.tangent_names:
+                self.delta[_parameter_key(name)].copy_(delta[name])
+
+    def reset_delta(self) -> None:
+        """Back to Δ = 0: the base model itself."""
+        with torch.no_grad():
+            for p in self.delta.values():
+                p.zero_()
+
+    # -- forward ---------------------------------------------------------------------------
+
+    def train(self, mode: bool = True) -> TangentModel:
+        """Δ can train; the base always stays in eval mode (frozen normalisation statistics)."""
+        super().train(mode)
+        self.base.eval()
+        return self
+
+    def forward_dual(
+        self, x: torch.Tensor, delta: DeltaLookup | None = None
+    ) -> tuple[torch.Tensor, Tangent]:
+        """(f(x; θ0), J·Δ); the tangent is ``None`` when no Δ reaches the output."""
+        lookup: DeltaLookup = (
+            {n: self.delta[_parameter_key(n)] for n in self.tangent_names}
+            if delta is None
+            else delta
+        )
+        env: Env = {self._input: (x, None)}
+        for step in self._steps:
+            env[step.name] = step.run(env, lookup)
+        return env[self._output]
+
+    def forward(self, x: torch.Tensor, delta: DeltaLookup | None = None) -> torch.Tensor:
+        primal, tangent = self.forward_dual(x, delta)
+        return primal if tangent is None else primal + tangent

@@ -1,0 +1,30 @@
+"""Local training of components (and of the non-linear baseline) and their evaluation."""
+
+from common.training.config import TrainConfig, digits_preset
+from common.training.evaluate import (
+    Evaluation,
+    OutputEnsemble,
+    evaluate,
+    predict_logits,
+    score_logits,
+)
+from common.training.loop import TrainReport, finetune, fit, label_histogram, train_tangent
+from common.training.losses import distance_penalty, rescaled_square_loss, task_loss
+
+__all__ = [
+    "Evaluation",
+    "OutputEnsemble",
+    "TrainConfig",
+    "TrainReport",
+    "digits_preset",
+    "distance_penalty",
+    "evaluate",
+    "finetune",
+    "fit",
+    "label_histogram",
+    "predict_logits",
+    "rescaled_square_loss",
+    "score_logits",
+    "task_loss",
+    "train_tangent",
+]

@@ -1,0 +1,165 @@
+"""Local training: one tangent component, or the non-linear fine-tuning baseline.
+
+Both run the same loop (same data order, loss, penalty, optimiser and schedule), so that a
+comparison between them measures the model, not the training code.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from common.components.delta import Delta
+from common.device import resolve_device
+from common.errors import DataError
+from common.progress import progress_bar
+from common.tangent.model import TangentModel
+from common.training.config import TrainConfig
+from common.training.losses import distance_penalty, task_loss
+
+Sample = tuple[torch.Tensor, int]
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """What happened during local training (sent to the server as metrics)."""
+
+    num_examples: int
+    epochs: int
+    final_loss: float
+    epoch_losses: tuple[float, ...]
+    seconds: float
+    device: str
+    label_histogram: dict[int, int]
+
+
+def label_histogram(dataset: Dataset[Sample]) -> dict[int, int]:
+    """Counts per label; uses the dataset's ``targets`` when it has them (no image decoding)."""
+    targets = getattr(dataset, "targets", None)
+    labels = (
+        [int(t) for t in targets]
+        if targets is not None
+        else [int(dataset[i][1]) for i in range(len(dataset))]  # type: ignore[arg-type]
+    )
+    return dict(sorted(Counter(labels).items()))
+
+
+def fit(
+    module: nn.Module,
+    params: Sequence[nn.Parameter],
+    dataset: Dataset[Sample],
+    config: TrainConfig,
+    *,
+    penalty: Callable[[], torch.Tensor],
+    batchnorm_train: bool = False,
+    progress: bool = False,
+    description: str = "training",
+) -> TrainReport:
+    """Minimise task loss + ``config.penalty``·penalty() over ``params`` with AdamW and step
+    decay. The module must already be on the target device."""
+    size = len(dataset)  # type: ignore[arg-type]
+    if size == 0:
+        raise DataError("cannot train on an empty shard")
+    device = next(iter(params)).device
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=generator)
+    # No decoupled weight decay: the only regulariser is the distance penalty (reference).
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=config.milestone_epochs(), gamma=config.gamma
+    )
+    module.train(batchnorm_train)
+    losses: list[float] = []
+    start = time.perf_counter()
+    with progress_bar(config.epochs * len(loader), description, enabled=progress) as update:
+        for _ in range(config.epochs):
+            total, seen = 0.0, 0
+            for images, labels in loader:
+                images, labels = images.to(device), labels.to(device)
+                loss = task_loss(module(images), labels, config)
+                objective = loss + config.penalty * penalty() if config.penalty else loss
+                optimizer.zero_grad(set_to_none=True)
+                objective.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(labels)
+                seen += len(labels)
+                update(status=f"loss {total / seen:.4f}")
+            losses.append(total / seen)
+            schedule.step()
+    module.eval()
+    return TrainReport(
+        num_examples=size,
+        epochs=config.epochs,
+        final_loss=losses[-1],
+        epoch_losses=tuple(losses),
+        seconds=time.perf_counter() - start,
+        device=str(device),
+        label_histogram=label_histogram(dataset),
+    )
+
+
+def train_tangent(
+    model: TangentModel,
+    dataset: Dataset[Sample],
+    config: TrainConfig,
+    *,
+    progress: bool = False,
+    description: str = "tangent component",
+) -> tuple[Delta, TrainReport]:
+    """Train Δ of ``model`` from zero on ``dataset``; returns Δ on the CPU and a report."""
+    device = resolve_device(config.device)
+    model.reset_delta()
+    model.to(device)
+    params = list(model.delta_parameters())
+    report = fit(
+        model,
+        params,
+        dataset,
+        config,
+        penalty=lambda: distance_penalty(params, eps=config.penalty_eps),
+        progress=progress,
+        description=description,
+    )
+    delta = Delta({n: t.detach().cpu().clone() for n, t in model.delta_state().items()})
+    model.to("cpu")
+    return delta, report
+
+
+def finetune(
+    network: nn.Module,
+    names: Sequence[str],
+    dataset: Dataset[Sample],
+    config: TrainConfig,
+    *,
+    progress: bool = False,
+    description: str = "non-linear fine-tuning",
+) -> tuple[nn.Module, TrainReport]:
+    """The non-linear baseline: ordinary fine-tuning of the same parameters a tangent
+    component would train, from θ0, with the same loss, penalty (‖θ − θ0‖) and schedule.
+    Normalisation stays in eval mode, as in the tangent model. Returns a trained copy."""
+    device = resolve_device(config.device)
+    tuned = copy.deepcopy(network).to(device)
+    tuned.requires_grad_(False)
+    own = dict(tuned.named_parameters())
+    params = [own[n] for n in names]
+    for p in params:
+        p.requires_grad_(True)
+    references = [p.detach().clone() for p in params]
+    report = fit(
+        tuned,
+        params,
+        dataset,
+        config,
+        penalty=lambda: distance_penalty(params, references, eps=config.penalty_eps),
+        progress=progress,
+        description=description,
+    )
+    tuned.requires_grad_(False)
+    return tuned.to("cpu"), report

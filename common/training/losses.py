@@ -1,0 +1,37 @@
+"""Losses of local training (method.md): the rescaled square loss, cross-entropy, and the
+√(‖Δ‖² + ε) penalty that pulls Δ towards θ0."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+
+from common.training.config import TrainConfig
+
+
+def rescaled_square_loss(logits: torch.Tensor, labels: torch.Tensor, kappa: float) -> torch.Tensor:
+    """mean over batch and classes of (f_c(x) − κ·1[y = c])² (Hui & Belkin 2021; TMC)."""
+    target = F.one_hot(labels, logits.shape[1]).to(logits.dtype) * kappa
+    return (logits - target).pow(2).mean()
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    if config.loss == "square":
+        return rescaled_square_loss(logits, labels, config.kappa)
+    return F.cross_entropy(logits, labels)
+
+
+def distance_penalty(
+    tensors: Iterable[torch.Tensor], references: Iterable[torch.Tensor] | None = None, *, eps: float
+) -> torch.Tensor:
+    """√(Σ‖t − r‖² + ε): for a tangent model t = Δ (r = 0); for non-linear fine-tuning
+    t = θ and r = θ0, so that both baselines get the same regulariser."""
+    items = list(tensors)
+    refs = list(references) if references is not None else [None] * len(items)
+    total = sum(
+        ((t - r).pow(2).sum() if r is not None else t.pow(2).sum())
+        for t, r in zip(items, refs, strict=True)
+    )
+    return torch.sqrt(torch.as_tensor(total) + eps)
