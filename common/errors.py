@@ -71,5 +71,10 @@ class FederationError(TMCError):
     """A federated round cannot proceed (too few silos online, no valid replies, ...)."""
 
 
+class ProtocolError(FederationError):
+    """A message does not follow the project's protocol (missing record, malformed JSON,
+    arrays of the wrong dtype or shape); it is refused and nothing is changed."""
+
+
 class AuthError(TMCError):
     """A request is not authenticated, or not authorised for what it asks."""

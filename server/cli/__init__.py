@@ -6,7 +6,11 @@ import logging
 
 import typer
 
+from server.cli.data_cmds import data_app
 from server.cli.demo import demo
+from server.cli.model_cmds import compose, evaluate_command, export, forget, predict
+from server.cli.registry_cmds import registry_app
+from server.cli.simulate import simulate_command
 
 app = typer.Typer(
     name="tmc",
@@ -20,6 +24,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("demo")(demo)
+app.command("simulate")(simulate_command)
+app.command("forget")(forget)
+app.command("compose")(compose)
+app.command("export")(export)
+app.command("evaluate")(evaluate_command)
+app.command("predict")(predict)
+app.add_typer(registry_app, name="registry")
+app.add_typer(data_app, name="data")
 
 
 @app.callback()
@@ -30,6 +42,8 @@ def _root(
 ) -> None:
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Flower logs through its own handler; without this its DEBUG lines reach ours too.
+    logging.getLogger("flwr").propagate = False
 
 
 def main() -> None:

@@ -1,97 +1,134 @@
-"""``tmc demo``: the whole story on the built-in default, in a couple of minutes on a CPU.
+"""``tmc demo``: the whole story on the built-in default, in a few minutes on a CPU.
 
-Five silos hold disjoint classes of scikit-learn's ``digits``; each trains a tangent
-component of the built-in base on its own data; the server composes them; then one silo
-asks to be forgotten and its component is removed exactly.
+Five silos hold disjoint classes of scikit-learn's ``digits``, arriving in two increments.
+A real Flower federation (simulation engine) runs two rounds: each silo trains a tangent
+component on each increment, the server commits them to an on-disk registry and composes
+them. Then one silo asks to be forgotten: its components are removed exactly, its classes'
+accuracy falls, the others' stays, and the registry verifies bit for bit.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from common.components import Component, ComponentMeta, ExactSum, compose
-from common.data import DatasetSpec, FederatedPartition, PartitionSpec, fingerprint
-from common.models import BaseModelSpec, materialize
-from common.tangent import TangentModel
-from common.training import digits_preset, evaluate, train_tangent
-from server.cli.output import console, emit_json, handle_errors, table
+from common.components import compose as compose_components
+from common.data import load_dataset
+from common.federation.config import FederationConfig
+from common.training import Evaluation, evaluate
+from server.cli.output import console, emit_json, err_console, handle_errors, table
+from server.cli.plots import plot_history
+from server.composed import ComposedModel
+from server.federation import RoundSummary, read_history, simulate
+from server.registry import Registry
+
+
+def _mean(per_class: dict[int, float], classes: set[int], *, inside: bool) -> float:
+    values = [v for c, v in per_class.items() if (c in classes) == inside]
+    return sum(values) / len(values) if values else float("nan")
 
 
 def demo(
-    silos: int = typer.Option(5, min=2, max=10, help="number of data silos (class split)"),
-    forget: int = typer.Option(2, min=0, help="index of the silo that asks to be forgotten"),
-    epochs: int = typer.Option(30, min=1, help="local epochs per component"),
-    seed: int = typer.Option(0, help="seed of the split, the base and the training"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON document"),
+    registry: Annotated[Path, typer.Option(help="registry folder (replaced)")] = Path(
+        "demo-registry"
+    ),
+    silos: Annotated[int, typer.Option(min=2, max=10, help="silos (class split)")] = 5,
+    rounds: Annotated[int, typer.Option(min=1, max=5, help="rounds = data increments")] = 2,
+    forget_silo: Annotated[
+        str, typer.Option("--forget", help="silo that asks to be forgotten")
+    ] = "silo-2",
+    epochs: Annotated[int, typer.Option(min=1, help="local epochs per component")] = 30,
+    seed: Annotated[int, typer.Option(min=0, help="seed of the split, base and training")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
 ) -> None:
-    """Train one tangent component per silo, compose them, then forget one silo exactly."""
+    """Federate, compose, forget, verify: the project on the built-in digits data."""
     with handle_errors(as_json=as_json):
+        out = err_console if as_json else console
         start = time.perf_counter()
-        base = materialize(BaseModelSpec.builtin_digits(seed=seed), progress=not as_json)
-        partition = FederatedPartition(
-            DatasetSpec(name="digits"),
-            PartitionSpec(split="class", num_silos=silos, seed=seed),
+        if (registry / "registry.db").exists():
+            shutil.rmtree(registry)  # the demo's own registry from an earlier run
+        config = FederationConfig.from_run_config(
+            {
+                "registry": str(registry),
+                "num-silos": silos,
+                "split": "class",
+                "rounds": rounds,
+                "increments": rounds,
+                "epochs": epochs,
+                "seed": seed,
+                "min-silos": silos,
+            }
         )
-        test_set = partition.test_dataset()
-        model = TangentModel(base.network, base.tangent_names)
-        base_eval = evaluate(model, test_set)
-        components: list[Component] = []
-        rows = []
-        for index, name in enumerate(partition.silo_names()):
-            shard = partition.silo_shard(index)
-            delta, report = train_tangent(
-                model, shard, digits_preset(seed=seed), progress=not as_json, description=name
-            )
-            component = Component(
-                delta,
-                ComponentMeta(
-                    base_sha256=base.sha256,
-                    silo=name,
-                    num_examples=report.num_examples,
-                    classes=tuple(report.label_histogram),
-                    metrics={"loss": report.final_loss, "seconds": report.seconds},
-                    data_fingerprint=fingerprint(shard),
-                ),
-            )
-            components.append(component)
-            alone = evaluate(model, test_set, device="cpu").accuracy
-            rows.append([name, list(component.meta.classes), report.num_examples, alone])
-        tasks = [c.meta.classes for c in components]
-        composed = evaluate(model_with(model, compose(components)), test_set, tasks=tasks)
-
-        forgotten = components[forget % silos]
-        running = ExactSum.of(components)
-        running.remove(forgotten.delta)
-        after_delta = running.mean()
-        rest = [c for c in components if c is not forgotten]
-        exact = after_delta.equal(compose(rest))
-        after = evaluate(model_with(model, after_delta), test_set)
-        gone = set(forgotten.meta.classes)
-
-        def mean_of(per_class: dict[int, float], keep: bool) -> float:
-            values = [v for c, v in per_class.items() if (c in gone) != keep]
-            return sum(values) / len(values)
-
-        gone_before, gone_after = (
-            mean_of(composed.per_class, False),
-            mean_of(after.per_class, False),
+        out.rule(
+            "1. Federation: Flower simulation engine, one tangent component per silo and increment"
         )
-        kept_before, kept_after = mean_of(composed.per_class, True), mean_of(after.per_class, True)
+
+        def progress(summary: RoundSummary) -> None:
+            out.print(
+                f"round {summary.round}: {len(summary.accepted)} components committed "
+                f"({', '.join(summary.accepted_silos)}); model = {summary.components} components; "
+                f"accuracy {summary.accuracy:.4f}; {summary.seconds:.1f} s",
+                highlight=False,
+            )
+
+        summaries = simulate(config, on_round=progress)
+        test_set = load_dataset(config.dataset_spec(), train=False)
+        with Registry.open(registry, actor="demo") as opened:
+            records = opened.list_components()
+            classes = {r.silo: set(r.classes) for r in records}
+            gone = classes.get(forget_silo)
+            if gone is None:
+                raise typer.BadParameter(f"no silo {forget_silo!r}; silos: {sorted(classes)}")
+            composed = ComposedModel.from_registry(opened)
+            base_scores = evaluate(composed.base.network, test_set)
+            before = evaluate(composed.model, test_set)
+            without = opened.compose(exclude_silos=[forget_silo])
+            out.rule(f"2. Forgetting {forget_silo} (classes {sorted(gone)}) on its request")
+            result = opened.forget(silo=forget_silo, actor="demo", reason="the silo asked")
+            remaining = [opened.get_component(r.id) for r in opened.list_components()]
+            exact = opened.composed_delta().equal(compose_components(remaining)) and (
+                opened.composed_delta().equal(without)
+            )
+            after = evaluate(ComposedModel.from_registry(opened).model, test_set)
+            out.rule("3. Verification: blobs match their hashes, the model equals a recomposition")
+            report = opened.verify(actor="demo")
+        plot = registry / "accuracy_per_round.png"
+        plot_history(read_history(registry), plot)
+
+        def row(name: str, scores: Evaluation) -> list[object]:
+            return [
+                name,
+                scores.accuracy,
+                _mean(scores.per_class, gone, inside=True),
+                _mean(scores.per_class, gone, inside=False),
+            ]
+
         seconds = time.perf_counter() - start
         summary = {
-            "base_accuracy": base_eval.accuracy,
-            "silos": [
-                {"silo": r[0], "classes": r[1], "num_examples": r[2], "accuracy_alone": r[3]}
-                for r in rows
+            "rounds": [
+                {"round": s.round, "components": s.components, "accuracy": s.accuracy}
+                for s in summaries
             ],
-            "composed_accuracy": composed.accuracy,
-            "composed_task_accuracy": composed.task_accuracy,
-            "forgotten_silo": forgotten.meta.silo,
-            "forgotten_classes_accuracy": {"before": gone_before, "after": gone_after},
-            "other_classes_accuracy": {"before": kept_before, "after": kept_after},
-            "forgetting_is_exact": exact,
+            "base_accuracy": base_scores.accuracy,
+            "composed_accuracy": before.accuracy,
+            "forgotten": {
+                "silo": forget_silo,
+                "classes": sorted(gone),
+                "removed_components": len(result.removed),
+                "its_classes_before": _mean(before.per_class, gone, inside=True),
+                "its_classes_after": _mean(after.per_class, gone, inside=True),
+                "other_classes_before": _mean(before.per_class, gone, inside=False),
+                "other_classes_after": _mean(after.per_class, gone, inside=False),
+                "exact": exact,
+            },
+            "accuracy_after_forgetting": after.accuracy,
+            "verify_ok": report.ok,
+            "registry": str(registry),
+            "plot": str(plot),
             "seconds": seconds,
         }
         if as_json:
@@ -99,42 +136,28 @@ def demo(
             return
         console.print(
             table(
-                "Components (one per silo)", ["silo", "classes", "examples", "accuracy alone"], rows
+                "Rounds",
+                ["round", "components", "accuracy (540 test images)"],
+                [[s.round, s.components, s.accuracy] for s in summaries],
             )
         )
         console.print(
             table(
-                "Composition and forgetting (digits test set, 540 images)",
-                ["model", "accuracy", f"classes of {forgotten.meta.silo}", "other classes"],
+                f"Before and after forgetting {forget_silo}",
+                ["model", "accuracy", f"classes {sorted(gone)}", "other classes"],
                 [
-                    [
-                        "base θ0",
-                        base_eval.accuracy,
-                        mean_of(base_eval.per_class, False),
-                        mean_of(base_eval.per_class, True),
-                    ],
-                    [
-                        f"composed ({silos} components)",
-                        composed.accuracy,
-                        gone_before,
-                        kept_before,
-                    ],
-                    [
-                        f"after forgetting {forgotten.meta.silo}",
-                        after.accuracy,
-                        gone_after,
-                        kept_after,
-                    ],
+                    row("base θ0 (pre-trained on the public split)", base_scores),
+                    row(f"composed, {len(records)} components", before),
+                    row(f"after forgetting {forget_silo}", after),
                 ],
             )
         )
         console.print(
-            f"task-incremental accuracy of the composition: {composed.task_accuracy:.4f}\n"
-            f"forgetting is exact (bit-identical to composing the other {silos - 1}): {exact}\n"
-            f"done in {seconds:.1f} s"
+            f"forgetting removed {len(result.removed)} components and is exact "
+            f"(bit-identical to composing the others from scratch): {exact}\n"
+            f"registry verify: {'ok' if report.ok else report.problems}\n"
+            f"accuracy per round: {plot}\n"
+            f"explore: tmc registry list --registry {registry}; "
+            f"tmc registry audit --registry {registry}\n"
+            f"done in {seconds:.0f} s"
         )
-
-
-def model_with(model: TangentModel, delta: object) -> TangentModel:
-    model.load_delta(delta)  # type: ignore[arg-type]
-    return model

@@ -1,0 +1,187 @@
+"""The run configuration of a federation, shared by the ServerApp and the ClientApps.
+
+Flower passes it as a flat mapping (``[tool.flwr.app.config]`` in pyproject.toml, or
+``--run-config`` overrides); here it is validated once, with hyphenated keys as in TOML.
+An unknown key or a bad value is a :class:`ConfigError` that names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, ValidationError, field_validator
+
+from common.components.compose import Weighting
+from common.data.spec import DatasetName, DatasetSpec, PartitionSpec, SplitSpec
+from common.errors import ConfigError
+from common.models.spec import (
+    ArchitectureName,
+    BaseModelSpec,
+    FileWeights,
+    InitWeights,
+    PretrainedWeights,
+    TorchHubWeights,
+    WeightsSpec,
+)
+from common.schema import StrictModel
+from common.training.config import LossName, TrainConfig
+
+
+def _hyphen(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class FederationConfig(StrictModel):
+    """Every knob of a federated run; defaults are the built-in ``digits`` federation."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=_hyphen, populate_by_name=True
+    )
+
+    # where the server keeps its state
+    registry: str = Field("~/.tmc/registry", min_length=1, description="registry folder")
+    # data (simulation: how the dataset is cut into silos; deployment: the server's test set)
+    dataset: DatasetName = "digits"
+    dataset_root: str = Field("", description="folder of cifar/imagefolder files")
+    split: str = Field("class", description="class | iid | dirichlet:B")
+    num_silos: int = Field(5, ge=1, le=10_000)
+    increments: int = Field(2, ge=1, le=10_000, description="data increments per silo")
+    seed: int = Field(0, ge=0)
+    public_fraction: float = Field(0.2, ge=0.0, le=0.9)
+    public_classes: str = Field("", description="comma-separated; empty = all classes")
+    # base model
+    architecture: ArchitectureName = "small-cnn"
+    base_weights: str = Field("pretrained", description="pretrained | init | file:PATH | hub:NAME")
+    tangent: str = Field("full", description="full | last-stage | all | comma-separated modules")
+    # rounds
+    rounds: int = Field(2, ge=1, le=100_000)
+    min_silos: int = Field(1, ge=1, le=100_000)
+    wait_seconds: float = Field(60.0, gt=0.0, le=86_400.0)
+    hello_timeout: float = Field(300.0, gt=0.0, le=86_400.0)
+    round_timeout: float = Field(1800.0, gt=0.0, le=604_800.0)
+    # local training
+    epochs: int = Field(30, ge=1, le=10_000)
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    batch_size: int = Field(32, ge=1, le=65_536)
+    loss: LossName = "square"
+    kappa: float = Field(15.0, gt=0.0)
+    penalty: float = Field(1e-5, ge=0.0)
+    client_device: str = Field("auto", pattern=r"^(auto|cpu|cuda|cuda:\d+)$")
+    # composition and acceptance
+    weighting: Weighting = "uniform"
+    max_norm: float = Field(1e4, gt=0.0, description="components with a larger ‖Δ‖ are refused")
+    require_authenticated_silos: bool = Field(
+        False, description="refuse nodes without a registered name (deployment with auth)"
+    )
+    # evaluation
+    evaluate_server: bool = True
+    evaluate_federated: bool = True
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, value: str) -> str:
+        return str(SplitSpec.parse(value))
+
+    @field_validator("public_classes")
+    @classmethod
+    def _classes(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not all(p.isdigit() for p in parts):
+            raise ValueError("public-classes must be comma-separated class labels, e.g. '0,1,2'")
+        return ",".join(parts)
+
+    # -- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> FederationConfig:
+        """Validate Flower's flat run config; unknown keys and bad values name themselves."""
+        try:
+            return cls.model_validate(dict(run_config))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigError(f"invalid run config: {problems}") from exc
+
+    def to_run_config(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)
+
+    # -- derived specs -----------------------------------------------------------------------
+
+    @property
+    def registry_path(self) -> Path:
+        return Path(self.registry).expanduser()
+
+    def dataset_spec(self) -> DatasetSpec:
+        root = Path(self.dataset_root).expanduser() if self.dataset_root else None
+        return DatasetSpec(name=self.dataset, root=root)
+
+    def public_class_tuple(self) -> tuple[int, ...] | None:
+        return (
+            tuple(int(c) for c in self.public_classes.split(",")) if self.public_classes else None
+        )
+
+    def partition_spec(self) -> PartitionSpec:
+        return PartitionSpec(
+            split=self.split,
+            num_silos=self.num_silos,
+            num_increments=self.increments,
+            seed=self.seed,
+            public_fraction=self.public_fraction,
+            public_classes=self.public_class_tuple(),
+        )
+
+    def weights_spec(self) -> WeightsSpec:
+        kind, _, argument = self.base_weights.partition(":")
+        if kind == "pretrained" and not argument:
+            return PretrainedWeights(
+                dataset=self.dataset_spec(),
+                public_fraction=self.public_fraction or 0.2,
+                public_classes=self.public_class_tuple(),
+                split_seed=self.seed,
+                seed=self.seed,
+            )
+        if kind == "init" and not argument:
+            return InitWeights(seed=self.seed)
+        if kind == "file" and argument:
+            return FileWeights(path=Path(argument).expanduser())
+        if kind == "hub" and argument:
+            return TorchHubWeights(name=argument)
+        raise ConfigError(
+            f"base-weights {self.base_weights!r} is not one of "
+            "pretrained, init, file:PATH, hub:NAME"
+        )
+
+    def tangent_scope(self) -> Literal["full", "last-stage", "all"] | tuple[str, ...]:
+        if self.tangent == "full":
+            return "full"
+        if self.tangent == "last-stage":
+            return "last-stage"
+        if self.tangent == "all":
+            return "all"
+        return tuple(p.strip() for p in self.tangent.split(",") if p.strip())
+
+    def base_spec(self) -> BaseModelSpec:
+        dataset = self.dataset_spec()
+        return BaseModelSpec(
+            architecture=self.architecture,
+            num_classes=dataset.num_classes,
+            in_channels=dataset.in_channels,
+            weights=self.weights_spec(),
+            head_seed=self.seed,
+            tangent=self.tangent_scope(),
+        )
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            loss=self.loss,
+            kappa=self.kappa,
+            penalty=self.penalty,
+            seed=self.seed,
+            device=self.client_device,
+        )

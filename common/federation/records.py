@@ -1,0 +1,113 @@
+"""Packing pydantic models, components and tensors into Flower records, and back.
+
+Unpacking is defensive: replies come from nodes we do not control. Arrays are checked for
+type, dtype and declared shape before they are deserialised (``np.load`` without pickle),
+and again after; every failure is a :class:`ProtocolError` or a :class:`ComponentError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
+
+import numpy as np
+import torch
+from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+from pydantic import ValidationError
+
+from common.components.component import Component, ComponentMeta
+from common.components.delta import Delta
+from common.errors import ComponentSchemaError, ProtocolError
+from common.federation.messages import DELTA, JSON_KEY, REPLY
+from common.schema import StrictModel
+
+ModelT = TypeVar("ModelT", bound=StrictModel)
+
+_NUMPY_STYPE = "numpy.ndarray"
+
+
+def pack(model: StrictModel) -> ConfigRecord:
+    return ConfigRecord({JSON_KEY: model.model_dump_json()})
+
+
+def unpack(content: RecordDict, key: str, cls: type[ModelT]) -> ModelT:
+    """The pydantic model stored under ``key``, or a ProtocolError naming what is wrong."""
+    record = content.config_records.get(key)
+    if record is None:
+        raise ProtocolError(f"message has no {key!r} config record")
+    payload = record.get(JSON_KEY)
+    if not isinstance(payload, str):
+        raise ProtocolError(f"{key!r} record has no JSON payload")
+    try:
+        return cls.model_validate_json(payload)
+    except ValidationError as exc:
+        raise ProtocolError(f"{key!r} is not a valid {cls.__name__}: {exc}") from exc
+
+
+def tensors_to_arrays(tensors: Mapping[str, torch.Tensor]) -> ArrayRecord:
+    return ArrayRecord(
+        {name: Array(tensors[name].detach().cpu().contiguous().numpy()) for name in sorted(tensors)}
+    )
+
+
+def arrays_to_tensors(
+    record: ArrayRecord,
+    *,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
+    dtype: str | None = None,
+) -> dict[str, torch.Tensor]:
+    """Tensors from an ArrayRecord; with ``shapes``/``dtype``, anything else is refused
+    before a byte is deserialised."""
+    if shapes is not None:
+        missing, extra = sorted(set(shapes) - set(record)), sorted(set(record) - set(shapes))
+        if missing or extra:
+            raise ComponentSchemaError(
+                f"arrays do not match the base's tangent parameters: missing {missing[:5]}, "
+                f"unexpected {extra[:5]}"
+            )
+    tensors: dict[str, torch.Tensor] = {}
+    for name in record:
+        array = record[name]
+        if not isinstance(array, Array) or array.stype != _NUMPY_STYPE:
+            raise ProtocolError(f"array {name!r} is not a numpy array")
+        expected = tuple(shapes[name]) if shapes is not None else None
+        if dtype is not None and array.dtype != dtype:
+            raise ComponentSchemaError(f"array {name!r} has dtype {array.dtype}, not {dtype}")
+        if expected is not None and tuple(array.shape) != expected:
+            raise ComponentSchemaError(
+                f"array {name!r} has shape {tuple(array.shape)}, expected {expected}"
+            )
+        try:
+            value = array.numpy()
+        except (ValueError, TypeError, OSError) as exc:
+            raise ProtocolError(f"array {name!r} cannot be decoded: {exc}") from exc
+        if (dtype is not None and str(value.dtype) != dtype) or (
+            expected is not None and tuple(value.shape) != expected
+        ):
+            raise ComponentSchemaError(
+                f"array {name!r} decodes to {value.dtype}{tuple(value.shape)}, "
+                "not what its header declared"
+            )
+        tensors[name] = torch.from_numpy(np.array(value, copy=True))
+    return tensors
+
+
+def component_to_content(component: Component) -> RecordDict:
+    """A reply carrying one component: its Δ and its metadata."""
+    return RecordDict(
+        {
+            DELTA: tensors_to_arrays(component.delta),
+            REPLY: ConfigRecord({JSON_KEY: component.meta.canonical_json()}),
+        }
+    )
+
+
+def component_from_content(
+    content: RecordDict, *, shapes: Mapping[str, tuple[int, ...]]
+) -> Component:
+    """The component in a reply, with Δ checked against ``shapes`` (float32 only)."""
+    arrays = content.array_records.get(DELTA)
+    if arrays is None:
+        raise ProtocolError(f"reply has no {DELTA!r} array record")
+    meta = unpack(content, REPLY, ComponentMeta)
+    return Component(Delta(arrays_to_tensors(arrays, shapes=shapes, dtype="float32")), meta)

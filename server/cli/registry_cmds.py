@@ -1,0 +1,214 @@
+"""``tmc registry ...``: look into a registry (list, status, verify, audit, history)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from server.cli.output import EXIT_USAGE, console, emit_json, handle_errors, table
+from server.federation import read_history
+from server.registry import Registry
+
+registry_app = typer.Typer(
+    help="Inspect a component registry: components, status, integrity, audit log, rounds.",
+    no_args_is_help=True,
+)
+
+RegistryOption = Annotated[Path, typer.Option("--registry", help="registry folder")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document")]
+Status = Literal["active", "forgotten", "all"]
+
+
+@registry_app.command("list")
+def list_components(
+    registry: RegistryOption,
+    silo: Annotated[str | None, typer.Option(help="only this silo's components")] = None,
+    status: Annotated[str, typer.Option(help="active | forgotten | all")] = "active",
+    as_json: JsonOption = False,
+) -> None:
+    """List components: id, silo, round, examples, status, sha256 of the stored file."""
+    with handle_errors(as_json=as_json), Registry.open(registry, actor="cli") as opened:
+        if status not in ("active", "forgotten", "all"):
+            raise typer.BadParameter("status must be active, forgotten or all")
+        records = opened.list_components(silo=silo, status=status)  # type: ignore[arg-type]
+        rows: list[dict[str, Any]] = [
+            {
+                "id": r.id,
+                "silo": r.silo,
+                "round": r.round,
+                "increment": r.increment,
+                "num_examples": r.num_examples,
+                "status": r.status,
+                "sha256": r.blob_sha256,
+                "norm": r.norm,
+                "added_at": r.added_at.isoformat(),
+            }
+            for r in records
+        ]
+        if as_json:
+            emit_json(rows)
+            return
+        console.print(
+            table(
+                f"{len(rows)} {status} component(s) in {registry}",
+                ["id", "silo", "round", "increment", "examples", "status", "norm"],
+                [
+                    [
+                        r["id"][:12] + "…",
+                        r["silo"],
+                        r["round"],
+                        r["increment"],
+                        r["num_examples"],
+                        r["status"],
+                        r["norm"],
+                    ]
+                    for r in rows
+                ],
+            )
+        )
+
+
+@registry_app.command("status")
+def status(registry: RegistryOption, as_json: JsonOption = False) -> None:
+    """Current version, counts, silos."""
+    with handle_errors(as_json=as_json), Registry.open(registry, actor="cli") as opened:
+        state = opened.status()
+        silos = opened.silos()
+        if as_json:
+            emit_json(
+                {
+                    **state.model_dump(mode="json"),
+                    "silo_summaries": [s.model_dump(mode="json") for s in silos],
+                }
+            )
+            return
+        console.print(
+            table(
+                f"Registry {registry}",
+                ["field", "value"],
+                [[k, v] for k, v in state.model_dump(mode="json").items()],
+            )
+        )
+        console.print(
+            table(
+                "Silos",
+                ["silo", "active", "forgotten", "examples", "classes", "rounds"],
+                [
+                    [s.silo, s.active, s.forgotten, s.num_examples, list(s.classes), list(s.rounds)]
+                    for s in silos
+                ],
+            )
+        )
+
+
+@registry_app.command("verify")
+def verify(registry: RegistryOption, as_json: JsonOption = False) -> None:
+    """Exit 0 iff every blob matches its hash and the current version equals a
+    recomposition from scratch (bit for bit); problems are listed otherwise."""
+    with handle_errors(as_json=as_json), Registry.open(registry, actor="cli") as opened:
+        report = opened.verify(actor="cli")
+    if as_json:
+        emit_json(report.model_dump(mode="json"))
+    else:
+        verdict = "[green]ok[/]" if report.ok else "[bold red]FAILED[/]"
+        console.print(
+            f"verify {verdict}: {report.components_checked} components, "
+            f"{report.versions_checked} versions, {report.audit_events_checked} audit events"
+        )
+        for problem in report.problems:
+            console.print(f"  problem: {problem}", highlight=False)
+        for item in report.garbage:
+            console.print(f"  leftover (removed on next open): {item}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(EXIT_USAGE)
+
+
+@registry_app.command("audit")
+def audit(
+    registry: RegistryOption,
+    out: Annotated[Path | None, typer.Option(help="write the whole log to this file")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="json | csv (with --out)")] = "json",
+    as_json: JsonOption = False,
+) -> None:
+    """The append-only audit log: who did what, when, with which hashes."""
+    with handle_errors(as_json=as_json), Registry.open(registry, actor="cli") as opened:
+        if out is not None:
+            if fmt not in ("json", "csv"):
+                raise typer.BadParameter("format must be json or csv")
+            count = opened.export_audit(out, fmt)  # type: ignore[arg-type]
+            console.print(f"wrote {count} audit events to {out}")
+            return
+        events = opened.audit_log()
+        if as_json:
+            emit_json([e.model_dump(mode="json") for e in events])
+            return
+        console.print(
+            table(
+                f"Audit log of {registry}",
+                ["#", "at", "actor", "action", "silo", "component", "details"],
+                [
+                    [
+                        e.seq,
+                        e.at.isoformat(timespec="seconds"),
+                        e.actor,
+                        e.action,
+                        e.silo,
+                        (e.component_id or "")[:12],
+                        e.details,
+                    ]
+                    for e in events
+                ],
+            )
+        )
+
+
+@registry_app.command("history")
+def history(
+    registry: RegistryOption,
+    plot: Annotated[Path | None, typer.Option(help="save accuracy per round as a PNG")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Rounds run against this registry: components, accuracy, refusals."""
+    with handle_errors(as_json=as_json):
+        rounds = read_history(registry)
+        if plot is not None:
+            from server.cli.plots import plot_history
+
+            plot_history(rounds, plot)
+        if as_json:
+            emit_json([r.model_dump(mode="json") for r in rounds])
+            return
+        console.print(
+            table(
+                f"Rounds of {registry}",
+                [
+                    "run",
+                    "round",
+                    "new",
+                    "refused",
+                    "idle",
+                    "components",
+                    "accuracy",
+                    "federated",
+                    "s",
+                ],
+                [
+                    [
+                        r.run_id % 100_000,
+                        r.round,
+                        len(r.accepted),
+                        len(r.rejected),
+                        len(r.idle),
+                        r.components,
+                        r.accuracy,
+                        r.federated_accuracy,
+                        round(r.seconds, 1),
+                    ]
+                    for r in rounds
+                ],
+            )
+        )
+        if plot is not None:
+            console.print(f"plot written to {plot}")

@@ -1,0 +1,156 @@
+"""``tmc simulate``: a real Flower federation on this machine (simulation engine)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from common.data.spec import DatasetName
+from common.federation.config import FederationConfig
+from common.models.spec import ArchitectureName
+from common.training.config import LossName
+from server.cli.output import console, emit_json, err_console, handle_errors, table
+from server.federation import RoundSummary, simulate
+
+
+def simulate_command(
+    registry: Annotated[Path, typer.Option(help="registry folder (created, or continued)")],
+    dataset: Annotated[
+        DatasetName, typer.Option(help="digits | cifar10 | cifar100 | imagefolder")
+    ] = "digits",
+    dataset_root: Annotated[str, typer.Option(help="folder of the cifar/imagefolder files")] = "",
+    silos: Annotated[int, typer.Option(min=1, help="number of silos the data is cut into")] = 5,
+    split: Annotated[str, typer.Option(help="class | iid | dirichlet:BETA")] = "class",
+    rounds: Annotated[
+        int, typer.Option(min=1, help="rounds in this run (numbering continues)")
+    ] = 2,
+    increments: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="data increments per silo (0: as many as rounds); "
+            "increment i arrives in round i+1",
+        ),
+    ] = 0,
+    supernodes: Annotated[
+        int, typer.Option(min=0, help="silos online (0: all); silo-i is node i")
+    ] = 0,
+    model: Annotated[ArchitectureName, typer.Option(help="base architecture")] = "small-cnn",
+    base_weights: Annotated[
+        str, typer.Option(help="pretrained | init | file:PATH | hub:NAME")
+    ] = "pretrained",
+    tangent: Annotated[str, typer.Option(help="full | last-stage | all | MODULE,...")] = "full",
+    epochs: Annotated[int, typer.Option(min=1, help="local epochs per component")] = 30,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate")] = 1e-3,
+    loss: Annotated[LossName, typer.Option(help="square (rescaled, κ) | ce")] = "square",
+    kappa: Annotated[
+        float, typer.Option(help="target scale of the square loss (15 class, 5 iid)")
+    ] = 15.0,
+    weighting: Annotated[str, typer.Option(help="uniform (αᵢ = 1/n) | num-examples")] = "uniform",
+    seed: Annotated[
+        int, typer.Option(min=0, help="seed of the split, the base and the training")
+    ] = 0,
+    client_device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print one JSON document on stdout")
+    ] = False,
+) -> None:
+    """Run R federated rounds with the simulation engine: round r asks every silo for its
+    increment r, commits each component to the registry as it arrives, composes them and
+    evaluates the composition. Rerun with the same registry to continue (new increments,
+    more silos); nothing already trained is retrained."""
+    with handle_errors(as_json=as_json):
+        config = FederationConfig.from_run_config(
+            {
+                "registry": str(registry),
+                "dataset": dataset,
+                "dataset-root": dataset_root,
+                "num-silos": silos,
+                "split": split,
+                "rounds": rounds,
+                "increments": increments or rounds,
+                "architecture": model,
+                "base-weights": base_weights,
+                "tangent": tangent,
+                "epochs": epochs,
+                "lr": lr,
+                "loss": loss,
+                "kappa": kappa,
+                "weighting": weighting,
+                "seed": seed,
+                "client-device": client_device,
+                "min-silos": supernodes or silos,
+            }
+        )
+        out = err_console if as_json else console
+        out.print(
+            f"simulating {supernodes or silos} silos of {dataset} ({split} split), "
+            f"{rounds} round(s), registry {config.registry_path}",
+            highlight=False,
+        )
+        start = time.perf_counter()
+
+        def progress(summary: RoundSummary) -> None:
+            accuracy = "n/a" if summary.accuracy is None else f"{summary.accuracy:.4f}"
+            out.print(
+                f"round {summary.round}: +{len(summary.accepted)} components "
+                f"({len(summary.rejected)} refused, {len(summary.idle)} idle), "
+                f"{summary.components} in the model, accuracy {accuracy}, {summary.seconds:.1f} s",
+                highlight=False,
+            )
+
+        summaries = simulate(config, num_supernodes=supernodes or None, on_round=progress)
+        final = summaries[-1].accuracy if summaries else None
+        if as_json:
+            emit_json(
+                {
+                    "rounds": [
+                        {
+                            "round": s.round,
+                            "components": s.components,
+                            "accuracy": s.accuracy,
+                            "federated_accuracy": s.federated_accuracy,
+                            "accepted": len(s.accepted),
+                            "rejected": [r.model_dump() for r in s.rejected],
+                            "seconds": s.seconds,
+                        }
+                        for s in summaries
+                    ],
+                    "final_accuracy": final,
+                    "registry": str(config.registry_path),
+                    "seconds": time.perf_counter() - start,
+                }
+            )
+            return
+        console.print(
+            table(
+                "Rounds",
+                [
+                    "round",
+                    "new components",
+                    "refused",
+                    "components",
+                    "accuracy",
+                    "federated",
+                    "seconds",
+                ],
+                [
+                    [
+                        s.round,
+                        len(s.accepted),
+                        len(s.rejected),
+                        s.components,
+                        s.accuracy,
+                        s.federated_accuracy,
+                        round(s.seconds, 1),
+                    ]
+                    for s in summaries
+                ],
+            )
+        )
+        console.print(
+            f"done in {time.perf_counter() - start:.1f} s; registry {config.registry_path}"
+        )

@@ -1,0 +1,18 @@
+"""The Flower ServerApp: rounds over the Grid, silo identities, round history."""
+
+from server.federation.app import app, make_server_app, run_federation
+from server.federation.history import RoundSummary, read_history
+from server.federation.identity import SiloDirectory
+from server.federation.rounds import Federation
+from server.federation.simulation import simulate
+
+__all__ = [
+    "Federation",
+    "RoundSummary",
+    "SiloDirectory",
+    "app",
+    "make_server_app",
+    "read_history",
+    "run_federation",
+    "simulate",
+]

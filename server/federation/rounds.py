@@ -1,0 +1,374 @@
+"""The federated rounds: discover silos, train components, commit, compose, evaluate.
+
+FedAvg's strategy cannot hold per-silo components (it averages identical keys), so the
+ServerApp runs its own loop on the Grid (flower.md). Every reply is validated and
+committed to the registry as it arrives, so a crash later in the round loses nothing
+acknowledged; a bad or late reply is recorded with its reason and the round goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from flwr.app import Message, RecordDict
+from flwr.serverapp import Grid
+
+from common.data import LabeledDataset
+from common.errors import FederationError, ProtocolError, TMCError
+from common.federation import (
+    DELTA,
+    EVALUATE,
+    HELLO,
+    INSTRUCTION,
+    REPLY,
+    THETA0,
+    THETA0_ARRAYS,
+    TRAIN,
+    EvaluateInstruction,
+    EvaluateResult,
+    Hello,
+    HelloRequest,
+    TrainInstruction,
+    component_from_content,
+    pack,
+    tensors_to_arrays,
+    unpack,
+)
+from common.federation.config import FederationConfig
+from common.models import MaterializedBase
+from common.tangent import TangentModel
+from common.training import evaluate
+from server.federation.history import Rejection, RoundSummary, append_round
+from server.federation.identity import SiloDirectory
+from server.registry import Registry
+
+log = logging.getLogger(__name__)
+
+ReplyHandler = Callable[[Message, Message], None]
+
+
+@dataclass
+class _RoundLedger:
+    accepted: list[str] = field(default_factory=list)
+    accepted_silos: list[str] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    training_seconds: list[float] = field(default_factory=list)
+
+
+class Federation:
+    """One run of the ServerApp over a Grid, writing to a registry."""
+
+    def __init__(
+        self,
+        grid: Grid,
+        config: FederationConfig,
+        registry: Registry,
+        base: MaterializedBase,
+        *,
+        run_id: int,
+        test_set: LabeledDataset | None = None,
+        on_round: Callable[[RoundSummary], None] | None = None,
+        poll_interval: float = 0.1,
+    ) -> None:
+        self.grid = grid
+        self.config = config
+        self.registry = registry
+        self.base = base
+        self.run_id = run_id
+        self.test_set = test_set
+        self.on_round = on_round
+        self.poll_interval = poll_interval
+        self.hello = HelloRequest(
+            base_sha256=base.sha256, base_spec_json=base.spec.canonical_json()
+        )
+        self.directory = SiloDirectory(require_registered=config.require_authenticated_silos)
+        self.shapes = {name: shape for name, (shape, _) in base.tangent_shapes().items()}
+        self.model = TangentModel(base.network, base.tangent_names)
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def run(self) -> list[RoundSummary]:
+        """``config.rounds`` rounds, numbered on from the registry's last one."""
+        first = self.last_round() + 1
+        return [self.round(r) for r in range(first, first + self.config.rounds)]
+
+    def last_round(self) -> int:
+        rounds = [v.round for v in self.registry.versions() if v.round is not None]
+        return max(rounds, default=0)
+
+    def round(self, number: int) -> RoundSummary:
+        start = time.perf_counter()
+        online = self._online_nodes()
+        ledger = _RoundLedger()
+        self._introduce(online, number, ledger)
+        plan = {
+            node: increment
+            for node in self.directory.bound_nodes()
+            if node in online and (increment := self._next_increment(node, number)) is not None
+        }
+        idle = [
+            self.directory.silo_of(n) or str(n)
+            for n in self.directory.bound_nodes()
+            if n in online and n not in plan
+        ]
+        log.info("round %d: %d silos train, %d idle", number, len(plan), len(idle))
+        self._train(number, plan, ledger)
+        version = None
+        if self.registry.list_components(status="active"):
+            version = self.registry.commit_version(
+                round=number, reason=f"round {number}: {len(ledger.accepted)} new components"
+            )
+        accuracy, per_class = self._evaluate_on_server(version is not None)
+        federated = self._evaluate_federated(number, version.number if version else None)
+        summary = RoundSummary(
+            run_id=self.run_id,
+            round=number,
+            silos_asked=tuple(sorted(self.directory.silo_of(n) or str(n) for n in plan)),
+            accepted=tuple(ledger.accepted),
+            accepted_silos=tuple(sorted(ledger.accepted_silos)),
+            rejected=tuple(ledger.rejected),
+            idle=tuple(sorted(idle)),
+            version=version.number if version else None,
+            components=version.count if version else 0,
+            accuracy=accuracy,
+            per_class=per_class,
+            federated_accuracy=federated,
+            seconds=time.perf_counter() - start,
+            slowest_training_seconds=max(ledger.training_seconds, default=0.0),
+        )
+        append_round(self.registry.root, summary)
+        log.info(
+            "round %d done: +%d components (%d rejected), version %s with %d components, "
+            "accuracy %s, %.1f s",
+            number,
+            len(ledger.accepted),
+            len(ledger.rejected),
+            summary.version,
+            summary.components,
+            "n/a" if accuracy is None else f"{accuracy:.4f}",
+            summary.seconds,
+        )
+        if self.on_round is not None:
+            self.on_round(summary)
+        return summary
+
+    # -- silos ---------------------------------------------------------------------------------
+
+    def _online_nodes(self) -> set[int]:
+        """Wait (bounded) until ``min-silos`` nodes are online; all online nodes."""
+        deadline = time.monotonic() + self.config.wait_seconds
+        while True:
+            nodes = set(self.grid.get_node_ids())
+            if len(nodes) >= self.config.min_silos:
+                self.directory.update_registered((n.node_id, n.name) for n in self.grid.get_nodes())
+                return nodes
+            if time.monotonic() > deadline:
+                raise FederationError(
+                    f"only {len(nodes)} silo node(s) online after "
+                    f"{self.config.wait_seconds:.0f} s; min-silos is {self.config.min_silos}"
+                )
+            time.sleep(self.poll_interval * 5)
+
+    def _introduce(self, online: Iterable[int], number: int, ledger: _RoundLedger) -> None:
+        """Say hello to nodes not yet bound this run; send θ0 to those that lack it."""
+        new = sorted(set(online) - set(self.directory.hellos))
+        if not new:
+            return
+        needs_theta0: list[int] = []
+
+        def on_hello(msg: Message, reply: Message) -> None:
+            node = msg.metadata.dst_node_id
+            hello = self._read_hello(node, reply, number, ledger)
+            if hello is not None and not hello.has_base:
+                needs_theta0.append(node)
+
+        for node in self._exchange(
+            self._messages(new, HELLO, self.hello), on_hello, self.config.hello_timeout
+        ):
+            self._refuse(f"node:{node}", number, "no answer to hello within hello-timeout", ledger)
+        if not needs_theta0:
+            return
+        log.info("sending θ0 (%s…) to %d node(s)", self.base.sha256[:12], len(needs_theta0))
+        arrays = tensors_to_arrays(self.base.theta0())
+
+        def on_theta0(msg: Message, reply: Message) -> None:
+            node = msg.metadata.dst_node_id
+            self.directory.forget_node(node)  # re-bound from the fresh answer
+            hello = self._read_hello(node, reply, number, ledger)
+            if hello is not None and not hello.has_base:
+                self.directory.forget_node(node)
+                self._refuse(hello.silo, number, "θ0 was sent but the node still lacks it", ledger)
+
+        messages = self._messages(needs_theta0, THETA0, self.hello, arrays={THETA0_ARRAYS: arrays})
+        for node in self._exchange(messages, on_theta0, self.config.hello_timeout):
+            silo = self.directory.silo_of(node) or f"node:{node}"
+            self.directory.forget_node(node)
+            self._refuse(silo, number, "no answer to θ0 within hello-timeout", ledger)
+
+    def _read_hello(
+        self, node: int, reply: Message, number: int, ledger: _RoundLedger
+    ) -> Hello | None:
+        try:
+            if reply.has_error():
+                raise FederationError(
+                    f"ClientApp failed (code {reply.error.code}): {reply.error.reason}"
+                )
+            hello = unpack(reply.content, REPLY, Hello)
+            self.directory.bind(node, hello)
+        except TMCError as exc:
+            self._refuse(f"node:{node}", number, str(exc), ledger)
+            return None
+        return hello
+
+    def _next_increment(self, node: int, number: int) -> int | None:
+        """The first increment this silo has not contributed yet, among those that have
+        arrived by round ``number`` (increment i arrives in round i + 1)."""
+        hello = self.directory.hellos[node]
+        done = {r.increment for r in self.registry.list_components(silo=hello.silo, status="all")}
+        arrived = min(number, hello.num_increments)
+        return next((i for i in range(arrived) if i not in done), None)
+
+    # -- training ------------------------------------------------------------------------------
+
+    def _train(self, number: int, plan: dict[int, int], ledger: _RoundLedger) -> None:
+        train_config = self.config.train_config()
+        messages = [
+            self._message(
+                node,
+                TRAIN,
+                TrainInstruction(
+                    round=number,
+                    increment=increment,
+                    base_sha256=self.base.sha256,
+                    base_spec_json=self.hello.base_spec_json,
+                    train=train_config,
+                ),
+            )
+            for node, increment in sorted(plan.items())
+        ]
+
+        def on_component(msg: Message, reply: Message) -> None:
+            node = msg.metadata.dst_node_id
+            silo = self.directory.silo_of(node) or f"node:{node}"
+            try:
+                if reply.has_error():
+                    raise FederationError(
+                        f"ClientApp failed (code {reply.error.code}): {reply.error.reason}"
+                    )
+                component = component_from_content(reply.content, shapes=self.shapes)
+                meta = component.meta
+                if (meta.round, meta.increment) != (number, plan[node]):
+                    raise ProtocolError(
+                        f"component is for round {meta.round} increment {meta.increment}, "
+                        f"the server asked round {number} increment {plan[node]}"
+                    )
+                record = self.registry.add(
+                    component, actor=f"silo:{silo}", expected_silo=silo, round=number
+                )
+            except TMCError as exc:
+                self._refuse(silo, number, str(exc), ledger)
+                return
+            except Exception as exc:  # a hostile reply must never stop the round
+                log.exception("unexpected failure reading the reply of silo %s", silo)
+                self._refuse(
+                    silo, number, f"unreadable reply ({type(exc).__name__}: {exc})", ledger
+                )
+                return
+            ledger.accepted.append(record.id)
+            ledger.accepted_silos.append(silo)
+            ledger.training_seconds.append(float(component.meta.metrics.get("seconds", 0.0)))
+            log.info("accepted component %s… of silo %s", record.id[:12], silo)
+
+        for node in self._exchange(messages, on_component, self.config.round_timeout):
+            silo = self.directory.silo_of(node) or f"node:{node}"
+            self.directory.forget_node(node)  # it must say hello again when it is back
+            self._refuse(silo, number, "no reply within round-timeout", ledger)
+
+    def _refuse(self, silo: str, number: int, reason: str, ledger: _RoundLedger) -> None:
+        log.warning("round %d: refused %s: %s", number, silo, reason)
+        self.registry.reject(silo=silo, round=number, reason=reason)
+        ledger.rejected.append(Rejection(silo=silo, reason=reason))
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def _evaluate_on_server(self, has_version: bool) -> tuple[float | None, dict[int, float]]:
+        if not (self.config.evaluate_server and has_version and self.test_set is not None):
+            return None, {}
+        self.model.load_delta(dict(self.registry.composed_delta()))
+        scores = evaluate(self.model, self.test_set)
+        return scores.accuracy, scores.per_class
+
+    def _evaluate_federated(self, number: int, version: int | None) -> float | None:
+        nodes = self.directory.bound_nodes()
+        if not (self.config.evaluate_federated and version is not None and nodes):
+            return None
+        instruction = EvaluateInstruction(
+            round=number,
+            base_sha256=self.base.sha256,
+            base_spec_json=self.hello.base_spec_json,
+            version=version,
+        )
+        arrays = tensors_to_arrays(self.registry.composed_delta())
+        results: list[EvaluateResult] = []
+
+        def on_result(msg: Message, reply: Message) -> None:
+            if reply.has_error():
+                log.warning(
+                    "evaluation failed on node %s: %s", msg.metadata.dst_node_id, reply.error.reason
+                )
+                return
+            try:
+                results.append(unpack(reply.content, REPLY, EvaluateResult))
+            except TMCError as exc:
+                log.warning("unreadable evaluation from node %s: %s", msg.metadata.dst_node_id, exc)
+
+        messages = self._messages(nodes, EVALUATE, instruction, arrays={DELTA: arrays})
+        self._exchange(messages, on_result, self.config.round_timeout)
+        total = sum(r.num_examples for r in results)
+        if total == 0:
+            return None
+        return sum(r.accuracy * r.num_examples for r in results) / total
+
+    # -- messaging -----------------------------------------------------------------------------
+
+    def _message(
+        self, node: int, message_type: str, instruction: object, **arrays: object
+    ) -> Message:
+        content = RecordDict({INSTRUCTION: pack(instruction)})  # type: ignore[arg-type]
+        for key, record in arrays.items():
+            content[key] = record  # type: ignore[assignment]
+        ttl = max(self.config.round_timeout, self.config.hello_timeout) + 60
+        return Message(content, dst_node_id=node, message_type=message_type, ttl=ttl)
+
+    def _messages(
+        self,
+        nodes: Iterable[int],
+        message_type: str,
+        instruction: object,
+        *,
+        arrays: dict[str, object] | None = None,
+    ) -> list[Message]:
+        return [self._message(node, message_type, instruction, **(arrays or {})) for node in nodes]
+
+    def _exchange(
+        self, messages: list[Message], on_reply: ReplyHandler, timeout: float
+    ) -> list[int]:
+        """Push ``messages``, hand each reply to ``on_reply`` as it arrives; return the nodes
+        that did not answer within ``timeout`` (a message may get no reply at all)."""
+        if not messages:
+            return []
+        sent = set(self.grid.push_messages(messages))
+        pending = {m.metadata.message_id: m for m in messages if m.metadata.message_id in sent}
+        lost = [m.metadata.dst_node_id for m in messages if m.metadata.message_id not in sent]
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for reply in self.grid.pull_messages(list(pending)):
+                original = pending.pop(reply.metadata.reply_to_message_id, None)
+                if original is not None:
+                    on_reply(original, reply)
+            if pending:
+                time.sleep(self.poll_interval)
+        return lost + [m.metadata.dst_node_id for m in pending.values()]

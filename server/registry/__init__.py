@@ -1,0 +1,74 @@
+"""The component registry: components, versions, exact forgetting and the audit log.
+
+SQLite (WAL) metadata plus content-addressed safetensors blobs; see ``registry.Registry``.
+"""
+
+from server.registry.blobs import BlobStore
+from server.registry.entities import (
+    AuditAction,
+    AuditEvent,
+    BaseRecord,
+    ComponentRecord,
+    ComponentStatus,
+    ForgetResult,
+    ModelVersion,
+    RegistrySettings,
+    RegistryStatus,
+    SiloSummary,
+    StatusFilter,
+    StoreKind,
+    VerifyReport,
+)
+from server.registry.errors import (
+    ForgottenComponentError,
+    MissingBlobError,
+    RegistryClosedError,
+    RegistryExistsError,
+    RegistryIncompleteError,
+    RegistryLockedError,
+    RegistryMismatchError,
+    SchemaVersionError,
+)
+from server.registry.exporting import (
+    COMPOSITION_KEY,
+    AuditFormat,
+    composition_bytes,
+    read_composition,
+)
+from server.registry.memory import MemoryMetadataStore
+from server.registry.registry import Registry
+from server.registry.sqlite import SQLiteMetadataStore
+from server.registry.store import MetadataStore
+
+__all__ = [
+    "COMPOSITION_KEY",
+    "AuditAction",
+    "AuditEvent",
+    "AuditFormat",
+    "BaseRecord",
+    "BlobStore",
+    "ComponentRecord",
+    "ComponentStatus",
+    "ForgetResult",
+    "ForgottenComponentError",
+    "MemoryMetadataStore",
+    "MetadataStore",
+    "MissingBlobError",
+    "ModelVersion",
+    "Registry",
+    "RegistryClosedError",
+    "RegistryExistsError",
+    "RegistryIncompleteError",
+    "RegistryLockedError",
+    "RegistryMismatchError",
+    "RegistrySettings",
+    "RegistryStatus",
+    "SQLiteMetadataStore",
+    "SchemaVersionError",
+    "SiloSummary",
+    "StatusFilter",
+    "StoreKind",
+    "VerifyReport",
+    "composition_bytes",
+    "read_composition",
+]

@@ -1,0 +1,42 @@
+"""Registry-specific refinements of the project's errors (``common.errors``).
+
+Each derives from :class:`~common.errors.RegistryError`, so callers that only care that
+"the registry refused" catch that; callers that map errors to responses (the admin API)
+can tell the cases apart.
+"""
+
+from __future__ import annotations
+
+from common.errors import IntegrityError, RegistryError
+
+
+class RegistryExistsError(RegistryError):
+    """``create`` was asked for a folder that already holds a registry."""
+
+
+class RegistryIncompleteError(RegistryError):
+    """The registry database exists but its creation has not finished (or was cut off)."""
+
+
+class RegistryMismatchError(RegistryError):
+    """A registry was reopened with another base, weighting or norm bound than it holds."""
+
+
+class ForgottenComponentError(RegistryError):
+    """A component that was forgotten on request was offered again; it stays forgotten."""
+
+
+class RegistryLockedError(RegistryError):
+    """Another process held the registry's write lock for longer than the busy timeout."""
+
+
+class RegistryClosedError(RegistryError):
+    """An operation was called on a registry after ``close()``."""
+
+
+class SchemaVersionError(RegistryError):
+    """The registry database was written by a newer (or unknown) version of this code."""
+
+
+class MissingBlobError(IntegrityError):
+    """A file the metadata refers to is not on disk."""

@@ -1,0 +1,416 @@
+"""The registry facade: what the ServerApp, the CLI and the admin API use.
+
+Components arrive one by one and are committed as they arrive (a crash later keeps them).
+A *version* is the composition of every active component, built from the exact running sum
+(see ``summing.py``), so its cost does not grow with the number of components.
+
+Write protocol (one writer at a time, across threads and processes): take the metadata
+transaction, write new blobs, write rows and audit events, commit; only then delete the
+blobs the commit made garbage, in a second short transaction. A crash at any point leaves
+the metadata consistent and, at worst, garbage files that ``recover()`` (run by ``open``)
+deletes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from types import TracebackType
+
+from pydantic import ValidationError
+
+from common.components import (
+    Component,
+    Weighting,
+    component_to_bytes,
+    validate_component,
+)
+from common.errors import (
+    ConfigError,
+    IntegrityError,
+    NotFoundError,
+    RegistryError,
+)
+from server.registry.blobs import ensure_private_dir
+from server.registry.entities import (
+    AuditEvent,
+    BaseRecord,
+    ComponentRecord,
+    ForgetResult,
+    ModelVersion,
+    RegistrySettings,
+    StoreKind,
+    VerifyReport,
+    utc_now,
+)
+from server.registry.errors import (
+    ForgottenComponentError,
+    RegistryExistsError,
+    RegistryIncompleteError,
+    RegistryMismatchError,
+)
+from server.registry.maintenance import run_recover, run_verify
+from server.registry.memory import MemoryMetadataStore
+from server.registry.queries import RegistryReader
+from server.registry.sqlite import DB_FILENAME, SQLiteMetadataStore
+from server.registry.store import MetadataStore
+from server.registry.summing import Garbage
+
+_log = logging.getLogger(__name__)
+_LAYOUT = (DB_FILENAME, "blobs", "sums", "versions")
+
+
+class Registry(RegistryReader):
+    """Components, versions and the audit log of one federation (one base θ0).
+
+    Use :meth:`create`, :meth:`open` or :meth:`open_or_create`; close it (or use it as a
+    context manager) when done. Safe to share between threads; several processes may open
+    the same SQLite registry.
+    """
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        root: Path | str,
+        *,
+        base: BaseRecord,
+        weighting: Weighting = "uniform",
+        max_norm: float | None = None,
+        store: StoreKind = "sqlite",
+        actor: str = "server",
+        busy_timeout_s: float = 60.0,
+    ) -> Registry:
+        """A new, empty registry at ``root`` (created owner-only)."""
+        root = Path(root)
+        present = [name for name in _LAYOUT if (root / name).exists()]
+        if present:
+            raise RegistryExistsError(f"{root} already holds a registry ({', '.join(present)})")
+        try:
+            settings = RegistrySettings(base=base, weighting=weighting, max_norm=max_norm)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid registry settings: {exc}") from exc
+        ensure_private_dir(root)
+        if store == "sqlite":
+            try:
+                metadata: MetadataStore = SQLiteMetadataStore(
+                    root / DB_FILENAME, create=True, busy_timeout_s=busy_timeout_s
+                )
+            except FileExistsError as exc:
+                raise RegistryExistsError(f"{root} already holds a registry") from exc
+        elif store == "memory":
+            metadata = MemoryMetadataStore()
+        else:
+            raise ConfigError(f"unknown registry store {store!r}: use sqlite or memory")
+        registry = cls(root, metadata, settings)
+        registry._blobs.ensure_dirs()
+        with metadata.transaction():
+            metadata.put_settings(settings)
+            metadata.audit(
+                actor,
+                "create",
+                details={"weighting": weighting, "max_norm": max_norm, "store": store},
+                hashes={"base": base.sha256},
+            )
+        return registry
+
+    @classmethod
+    def open(
+        cls, root: Path | str, *, actor: str = "server", busy_timeout_s: float = 60.0
+    ) -> Registry:
+        """Open an existing (SQLite) registry and clean up after any crash."""
+        root = Path(root)
+        if not (root / DB_FILENAME).is_file():
+            raise NotFoundError(f"no registry at {root} (no {DB_FILENAME})")
+        metadata = SQLiteMetadataStore(root / DB_FILENAME, busy_timeout_s=busy_timeout_s)
+        settings = metadata.get_settings()
+        if settings is None:
+            metadata.close()
+            raise RegistryIncompleteError(
+                f"the registry at {root} is incomplete: its creation was cut off"
+            )
+        registry = cls(root, metadata, settings)
+        try:
+            registry.recover(actor=actor)
+        except BaseException:
+            registry.close()
+            raise
+        return registry
+
+    @classmethod
+    def open_or_create(
+        cls,
+        root: Path | str,
+        *,
+        base: BaseRecord,
+        weighting: Weighting = "uniform",
+        max_norm: float | None = None,
+        store: StoreKind = "sqlite",
+        actor: str = "server",
+        busy_timeout_s: float = 60.0,
+    ) -> Registry:
+        """Open the registry at ``root`` if there is one (it must hold the same base,
+        weighting and norm bound), else create it. A memory registry is always new."""
+        root = Path(root)
+        if store != "sqlite" or not (root / DB_FILENAME).exists():
+            try:
+                return cls.create(
+                    root,
+                    base=base,
+                    weighting=weighting,
+                    max_norm=max_norm,
+                    store=store,
+                    actor=actor,
+                    busy_timeout_s=busy_timeout_s,
+                )
+            except RegistryExistsError:
+                if store != "sqlite" or not (root / DB_FILENAME).exists():
+                    raise
+                # Another process created it first: open theirs.
+        registry = cls._open_when_ready(root, actor, busy_timeout_s)
+        try:
+            registry._check_matches(base, weighting, max_norm)
+        except RegistryMismatchError:
+            registry.close()
+            raise
+        return registry
+
+    @classmethod
+    def _open_when_ready(
+        cls, root: Path, actor: str, busy_timeout_s: float, wait_s: float = 10.0
+    ) -> Registry:
+        # A concurrent create may still be writing the schema or the settings.
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return cls.open(root, actor=actor, busy_timeout_s=busy_timeout_s)
+            except RegistryIncompleteError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _check_matches(
+        self, base: BaseRecord, weighting: Weighting, max_norm: float | None
+    ) -> None:
+        held = self._settings
+        if not held.base.same_base(base):
+            raise RegistryMismatchError(
+                f"the registry at {self.root} holds components of base {held.base.sha256}, "
+                f"but the caller has base {base.sha256}: use another registry folder"
+            )
+        if (held.weighting, held.max_norm) != (weighting, max_norm):
+            raise RegistryMismatchError(
+                f"the registry at {self.root} was created with weighting={held.weighting}, "
+                f"max_norm={held.max_norm}; the caller asks weighting={weighting}, "
+                f"max_norm={max_norm}"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._store.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- adding ------------------------------------------------------------------------------
+
+    def add(
+        self,
+        component: Component,
+        *,
+        actor: str = "server",
+        expected_silo: str | None = None,
+        round: int | None = None,
+    ) -> ComponentRecord:
+        """Validate and store a component (committed at once). Idempotent for an id that is
+        already active; a forgotten id is refused. Raises a ComponentError subclass, with
+        nothing written, if the component does not fit this registry."""
+        validate_component(
+            component,
+            self._schema,
+            max_norm=self._settings.max_norm,
+            expected_silo=expected_silo,
+        )
+        self._composer.check_composable(component)
+        data = component_to_bytes(component)  # outside the lock: CPU only
+        with self._writing():
+            existing = self._store.get_component(component.id)
+            if existing is not None and existing.status == "active":
+                return existing
+            if existing is not None:
+                raise ForgottenComponentError(
+                    f"component {component.id[:12]}… of silo {existing.silo!r} was forgotten on "
+                    f"request at {existing.forgotten_at}; it cannot be added again"
+                )
+            try:
+                blob_sha = self._blobs.write_component(component.id, data)
+                record = ComponentRecord.of(
+                    component,
+                    blob_sha256=blob_sha,
+                    actor=actor,
+                    received_round=round,
+                    added_at=utc_now(),
+                )
+                self._store.insert_component(record)
+                self._store.audit(
+                    actor,
+                    "add",
+                    silo=record.silo,
+                    component_id=record.id,
+                    details={
+                        "round": record.round,
+                        "received_round": round,
+                        "increment": record.increment,
+                        "num_examples": record.num_examples,
+                        "norm": record.norm,
+                    },
+                    hashes={"component": record.id, "blob": blob_sha, "base": self.base.sha256},
+                )
+            except BaseException:
+                # No row refers to this blob (we hold the write lock): drop it with the rows.
+                self._blobs.delete_component(component.id)
+                raise
+        return record
+
+    def reject(
+        self,
+        *,
+        silo: str,
+        round: int | None,
+        reason: str,
+        actor: str = "server",
+        component_id: str | None = None,
+    ) -> AuditEvent:
+        """Record that a silo's reply was refused (audit only; nothing else changes)."""
+        with self._writing():
+            return self._store.audit(
+                actor,
+                "reject",
+                silo=silo[:256],
+                component_id=component_id[:64] if component_id else None,
+                details={"round": round, "reason": reason[:2000]},
+            )
+
+    # -- versions and forgetting -------------------------------------------------------------
+
+    def commit_version(
+        self, *, round: int | None = None, reason: str = "", actor: str = "server"
+    ) -> ModelVersion:
+        """Compose every active component into a new version. Returns the current version
+        unchanged when no component was added since it."""
+        with self._writing():
+            current = self._store.latest_version()
+            pending = self._store.list_components(status="active", in_sum=False)
+            if not pending:
+                if current is None:
+                    raise RegistryError("nothing to commit: the registry holds no component")
+                return current
+            version, garbage = self._composer.commit(
+                removed=[], pending=pending, round=round, reason=reason, actor=actor
+            )
+        self._collect(garbage)
+        return version
+
+    def forget(
+        self,
+        *,
+        silo: str | None = None,
+        component_id: str | None = None,
+        actor: str,
+        reason: str = "",
+    ) -> ForgetResult:
+        """Remove a silo's components (or one component) from the model: exactly, without
+        retraining. The new version is bit-identical to composing the remaining components
+        from scratch; the removed components' files are deleted, and so are the stored Δ of
+        older versions that included them. Repeating a forget is a no-op."""
+        if (silo is None) == (component_id is None):
+            raise RegistryError("forget needs exactly one of silo or component_id")
+        with self._writing():
+            if silo is not None:
+                if not self._store.has_silo(silo):
+                    raise NotFoundError(f"no component of silo {silo!r} in the registry")
+                targets = self._store.list_components(silo=silo, status="active")
+            else:
+                record = self._store.get_component(str(component_id))
+                if record is None:
+                    raise NotFoundError(f"no component {component_id} in the registry")
+                targets = [record] if record.status == "active" else []
+            if not targets:
+                current = self._store.latest_version()
+                if current is None:
+                    raise IntegrityError("forgotten components but no version: run verify")
+                return ForgetResult(removed=(), version=current)
+            for record in targets:
+                self._store.audit(
+                    actor,
+                    "forget",
+                    silo=record.silo,
+                    component_id=record.id,
+                    details={"reason": reason, "requested": "silo" if silo else "component"},
+                    hashes={"component": record.id, "blob": record.blob_sha256},
+                )
+            pending = self._store.list_components(status="active", in_sum=False)
+            what = f"silo {silo}" if silo is not None else f"component {component_id}"
+            version, garbage = self._composer.commit(
+                removed=targets,
+                pending=pending,
+                round=None,
+                reason=reason or f"forget {what}",
+                actor=actor,
+            )
+        self._collect(garbage)
+        return ForgetResult(removed=tuple(sorted(r.id for r in targets)), version=version)
+
+    def _collect(self, garbage: Garbage) -> None:
+        """Delete what a commit made garbage. The commit stands whatever happens here: if
+        the cleanup cannot run now, recover() (run by open) finishes it."""
+        if not garbage:
+            return
+        try:
+            with self._writing():
+                self._composer.collect(garbage)
+        except (RegistryError, OSError) as exc:
+            _log.warning(
+                "registry %s: cleanup after commit postponed to recover(): %s", self.root, exc
+            )
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    def verify(self, *, actor: str = "admin") -> VerifyReport:
+        """Check every file against its hash, the running sum and the current version
+        against a recomposition from scratch, and the audit chain (reads every blob)."""
+        with self._writing():
+            report = run_verify(self._store, self._blobs, self._settings)
+            self._store.audit(
+                actor,
+                "verify",
+                details={
+                    "ok": report.ok,
+                    "problems": report.problems[:20],
+                    "garbage": len(report.garbage),
+                },
+            )
+        return report
+
+    def recover(self, *, actor: str = "server") -> list[str]:
+        """Delete temp files and blobs the metadata does not account for (left by a crash);
+        returns their paths relative to the root. Run by :meth:`open`."""
+        with self._writing():
+            removed = run_recover(self._store, self._blobs)
+            if removed:
+                self._store.audit(
+                    actor, "recover", details={"removed": removed[:100], "count": len(removed)}
+                )
+        return removed

@@ -1,0 +1,126 @@
+"""The SQLite registry's tables, and the conversions between their rows and the entities
+(the only place that knows the column layout)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from server.registry.entities import (
+    SCHEMA_VERSION,
+    AuditEvent,
+    ComponentRecord,
+    ModelVersion,
+    SumPointer,
+    canonical_json,
+)
+
+DDL = (
+    """CREATE TABLE settings (
+        id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL)""",
+    """CREATE TABLE components (
+        id TEXT PRIMARY KEY, silo TEXT NOT NULL, round INTEGER NOT NULL,
+        increment INTEGER NOT NULL, task TEXT, num_examples INTEGER NOT NULL,
+        classes TEXT NOT NULL, metrics TEXT NOT NULL, data_fingerprint TEXT,
+        norm REAL NOT NULL, status TEXT NOT NULL CHECK (status IN ('active', 'forgotten')),
+        blob_sha256 TEXT NOT NULL, created_at TEXT NOT NULL, added_at TEXT NOT NULL,
+        forgotten_at TEXT, actor TEXT NOT NULL, received_round INTEGER,
+        in_sum INTEGER NOT NULL CHECK (in_sum IN (0, 1)))""",
+    "CREATE INDEX components_by_silo ON components (silo, status)",
+    "CREATE INDEX components_by_state ON components (status, in_sum)",
+    """CREATE TABLE versions (
+        number INTEGER PRIMARY KEY, weighting TEXT NOT NULL, delta_sha256 TEXT NOT NULL,
+        blob_sha256 TEXT NOT NULL, created_at TEXT NOT NULL, round INTEGER,
+        reason TEXT NOT NULL, actor TEXT NOT NULL,
+        purged INTEGER NOT NULL CHECK (purged IN (0, 1)))""",
+    """CREATE TABLE version_members (
+        version INTEGER NOT NULL REFERENCES versions (number), component_id TEXT NOT NULL,
+        PRIMARY KEY (version, component_id)) WITHOUT ROWID""",
+    "CREATE INDEX version_members_by_component ON version_members (component_id)",
+    """CREATE TABLE running_sum (
+        id INTEGER PRIMARY KEY CHECK (id = 1), sha256 TEXT NOT NULL, count INTEGER NOT NULL,
+        total_weight TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+    """CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+        silo TEXT, component_id TEXT, details TEXT NOT NULL, hashes TEXT NOT NULL,
+        chain_sha256 TEXT NOT NULL)""",
+    """CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+    """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
+
+
+def ts(value: datetime | None) -> str | None:
+    # Fixed-width UTC text, so that SQL string order is time order.
+    if value is None:
+        return None
+    utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def component_to_row(record: ComponentRecord) -> dict[str, Any]:
+    row = record.model_dump(mode="json")
+    row.update(
+        classes=canonical_json(list(record.classes)),
+        metrics=canonical_json(record.metrics),
+        created_at=ts(record.created_at),
+        added_at=ts(record.added_at),
+        forgotten_at=ts(record.forgotten_at),
+        in_sum=int(record.in_sum),
+    )
+    return row
+
+
+def component_from_row(row: sqlite3.Row) -> ComponentRecord:
+    data = dict(row)
+    data["classes"] = tuple(json.loads(data["classes"]))
+    data["metrics"] = json.loads(data["metrics"])
+    data["in_sum"] = bool(data["in_sum"])
+    return ComponentRecord.model_validate(data)
+
+
+def version_to_row(version: ModelVersion) -> dict[str, Any]:
+    row = version.model_dump(mode="json", exclude={"component_ids"})
+    row.update(created_at=ts(version.created_at), purged=int(version.purged))
+    return row
+
+
+def version_from_row(row: sqlite3.Row, component_ids: Iterable[str]) -> ModelVersion:
+    data = dict(row)
+    data["purged"] = bool(data["purged"])
+    data["component_ids"] = tuple(component_ids)
+    return ModelVersion.model_validate(data)
+
+
+def audit_to_row(event: AuditEvent) -> dict[str, Any]:
+    row = event.model_dump(mode="json")
+    row.update(
+        at=ts(event.at),
+        details=canonical_json(row["details"]),
+        hashes=canonical_json(row["hashes"]),
+    )
+    return row
+
+
+def audit_from_row(row: sqlite3.Row) -> AuditEvent:
+    data = dict(row)
+    data["details"] = json.loads(data["details"])
+    data["hashes"] = json.loads(data["hashes"])
+    return AuditEvent.model_validate(data)
+
+
+def pointer_from_row(row: sqlite3.Row) -> SumPointer:
+    data = dict(row)
+    data.pop("id")
+    data["total_weight"] = int(data["total_weight"])
+    return SumPointer.model_validate(data)
+
+
+def insert_sql(table: str, row: Mapping[str, Any]) -> str:
+    names = ", ".join(row)
+    return f"INSERT INTO {table} ({names}) VALUES ({', '.join(':' + n for n in row)})"
