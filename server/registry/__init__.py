@@ -28,6 +28,7 @@ from server.registry.errors import (
     RegistryLockedError,
     RegistryMismatchError,
     SchemaVersionError,
+    StorageError,
 )
 from server.registry.exporting import (
     COMPOSITION_KEY,
@@ -66,6 +67,7 @@ __all__ = [
     "SQLiteMetadataStore",
     "SchemaVersionError",
     "SiloSummary",
+    "StorageError",
     "StatusFilter",
     "StoreKind",
     "VerifyReport",

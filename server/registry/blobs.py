@@ -30,7 +30,7 @@ from common.errors import ComponentError, IntegrityError, RegistryError
 from common.files import atomic_write_bytes
 from common.hashing import tensors_sha256
 from server.registry.entities import canonical_json
-from server.registry.errors import MissingBlobError
+from server.registry.errors import MissingBlobError, StorageError
 
 SUFFIX = ".safetensors"
 SUM_KEY = "tmc.sum"
@@ -101,8 +101,14 @@ class BlobStore:
     # -- generic I/O -------------------------------------------------------------------------
 
     def _write(self, path: Path, data: bytes, kind: str) -> str:
-        ensure_private_dir(path.parent)
-        atomic_write_bytes(path, data, mode=_FILE_MODE)
+        try:
+            ensure_private_dir(path.parent)
+            atomic_write_bytes(path, data, mode=_FILE_MODE)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write {kind} file {self.relative(path)}: {exc.strerror or exc}; "
+                "nothing was committed and the registry is unchanged"
+            ) from exc
         self.counts[f"{kind}_writes"] += 1
         return sha256_hex(data)
 

@@ -40,3 +40,7 @@ class SchemaVersionError(RegistryError):
 
 class MissingBlobError(IntegrityError):
     """A file the metadata refers to is not on disk."""
+
+
+class StorageError(RegistryError):
+    """The disk refused a write (full, read-only, failing); nothing was committed."""
