@@ -10,7 +10,8 @@ export FLWR_DISABLE_UPDATE_CHECK := 1
 
 .PHONY: demo test lint typecheck pytest install clean
 
-$(STAMP): pyproject.toml
+# setup.py compiles server/admin/admin.proto during the install: a changed .proto reinstalls.
+$(STAMP): pyproject.toml setup.py server/admin/admin.proto
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -34,4 +35,4 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info server/admin/_generated

@@ -6,6 +6,8 @@ import logging
 
 import typer
 
+from client.cli import silo_app
+from server.cli.admin_cmds import admin_app
 from server.cli.data_cmds import data_app
 from server.cli.demo import demo
 from server.cli.model_cmds import compose, evaluate_command, export, forget, predict
@@ -32,6 +34,8 @@ app.command("evaluate")(evaluate_command)
 app.command("predict")(predict)
 app.add_typer(registry_app, name="registry")
 app.add_typer(data_app, name="data")
+app.add_typer(silo_app, name="silo")
+app.add_typer(admin_app, name="admin")
 
 
 @app.callback()

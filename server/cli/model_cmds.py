@@ -10,6 +10,15 @@ import typer
 from common.data import DatasetSpec, load_dataset
 from common.data.spec import DatasetName
 from common.training import evaluate
+from server.cli.admin_cmds import (
+    CaCertOption,
+    InsecureOption,
+    OptionalRegistryOption,
+    Remote,
+    ServerOption,
+    TokenFileOption,
+    open_target,
+)
 from server.cli.output import console, emit_json, handle_errors, table
 from server.composed import ComposedModel, load_inputs
 from server.registry import Registry
@@ -19,20 +28,31 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON documen
 
 
 def forget(
-    registry: RegistryOption,
+    registry: OptionalRegistryOption = None,
     silo: Annotated[str | None, typer.Option(help="forget every component of this silo")] = None,
     component: Annotated[str | None, typer.Option(help="forget one component (its id)")] = None,
     reason: Annotated[str, typer.Option(help="recorded in the audit log")] = "",
-    actor: Annotated[str, typer.Option(help="who asks (audit log)")] = "operator",
+    actor: Annotated[
+        str, typer.Option(help="who asks (audit log; with --server the token decides)")
+    ] = "operator",
     as_json: JsonOption = False,
+    server: ServerOption = None,
+    ca_cert: CaCertOption = None,
+    token_file: TokenFileOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Remove a silo's contribution exactly: the new version is bit-identical to the
     composition of the remaining components, the removed files are deleted, and the
-    removal is audited. No retraining; the cost does not grow with the registry."""
-    with handle_errors(as_json=as_json), Registry.open(registry, actor="cli") as opened:
+    removal is audited. No retraining; the cost does not grow with the registry.
+    With --server, through an admin API (a silo token may forget its own silo only)."""
+    remote = Remote(server, ca_cert, token_file, insecure)
+    with handle_errors(as_json=as_json), open_target(registry, remote) as opened:
         if (silo is None) == (component is None):
             raise typer.BadParameter("give exactly one of --silo or --component")
-        result = opened.forget(silo=silo, component_id=component, actor=actor, reason=reason)
+        if isinstance(opened, Registry):
+            result = opened.forget(silo=silo, component_id=component, actor=actor, reason=reason)
+        else:
+            result = opened.forget(silo=silo, component_id=component, reason=reason)
         payload = {
             "removed": list(result.removed),
             "version": result.version.number,
@@ -64,12 +84,18 @@ def compose(
 
 
 def export(
-    registry: RegistryOption,
     out: Annotated[Path, typer.Option(help="safetensors file to write")],
+    registry: OptionalRegistryOption = None,
     as_json: JsonOption = False,
+    server: ServerOption = None,
+    ca_cert: CaCertOption = None,
+    token_file: TokenFileOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
-    """Write the composed Δ of the current model (safetensors + composition metadata)."""
-    with handle_errors(as_json=as_json), Registry.open(registry, actor="cli") as opened:
+    """Write the composed Δ of the current model (safetensors + composition metadata).
+    With --server, streamed from an admin API (operator token) and checked by sha256."""
+    remote = Remote(server, ca_cert, token_file, insecure)
+    with handle_errors(as_json=as_json), open_target(registry, remote) as opened:
         sha = opened.export(out)
         _report_file(out, sha, as_json)
 

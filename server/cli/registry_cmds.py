@@ -7,6 +7,15 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from server.cli.admin_cmds import (
+    CaCertOption,
+    InsecureOption,
+    OptionalRegistryOption,
+    Remote,
+    ServerOption,
+    TokenFileOption,
+    open_target,
+)
 from server.cli.output import EXIT_USAGE, console, emit_json, handle_errors, table
 from server.federation import read_history
 from server.registry import Registry
@@ -23,13 +32,19 @@ Status = Literal["active", "forgotten", "all"]
 
 @registry_app.command("list")
 def list_components(
-    registry: RegistryOption,
+    registry: OptionalRegistryOption = None,
     silo: Annotated[str | None, typer.Option(help="only this silo's components")] = None,
     status: Annotated[str, typer.Option(help="active | forgotten | all")] = "active",
     as_json: JsonOption = False,
+    server: ServerOption = None,
+    ca_cert: CaCertOption = None,
+    token_file: TokenFileOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
-    """List components: id, silo, round, examples, status, sha256 of the stored file."""
-    with handle_errors(as_json=as_json), Registry.open(registry, actor="cli") as opened:
+    """List components: id, silo, round, examples, status, sha256 of the stored file.
+    With --server, from an admin API (a silo token lists its own silo only)."""
+    remote = Remote(server, ca_cert, token_file, insecure)
+    with handle_errors(as_json=as_json), open_target(registry, remote) as opened:
         if status not in ("active", "forgotten", "all"):
             raise typer.BadParameter("status must be active, forgotten or all")
         records = opened.list_components(silo=silo, status=status)  # type: ignore[arg-type]
@@ -52,7 +67,7 @@ def list_components(
             return
         console.print(
             table(
-                f"{len(rows)} {status} component(s) in {registry}",
+                f"{len(rows)} {status} component(s) in {registry or server}",
                 ["id", "silo", "round", "increment", "examples", "status", "norm"],
                 [
                     [
@@ -71,9 +86,17 @@ def list_components(
 
 
 @registry_app.command("status")
-def status(registry: RegistryOption, as_json: JsonOption = False) -> None:
-    """Current version, counts, silos."""
-    with handle_errors(as_json=as_json), Registry.open(registry, actor="cli") as opened:
+def status(
+    registry: OptionalRegistryOption = None,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    ca_cert: CaCertOption = None,
+    token_file: TokenFileOption = None,
+    insecure: InsecureOption = False,
+) -> None:
+    """Current version, counts, silos. With --server, from an admin API (operator token)."""
+    remote = Remote(server, ca_cert, token_file, insecure)
+    with handle_errors(as_json=as_json), open_target(registry, remote) as opened:
         state = opened.status()
         silos = opened.silos()
         if as_json:
@@ -86,7 +109,7 @@ def status(registry: RegistryOption, as_json: JsonOption = False) -> None:
             return
         console.print(
             table(
-                f"Registry {registry}",
+                f"Registry {registry or server}",
                 ["field", "value"],
                 [[k, v] for k, v in state.model_dump(mode="json").items()],
             )

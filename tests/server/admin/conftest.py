@@ -1,0 +1,86 @@
+"""Admin API fixtures: a PKI, a registry with components, tokens, and a running TLS server
+on a free loopback port (stopped after each test, whatever happens)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from server.admin import AdminClient, AdminServer, TLSFiles, create_token, serve
+from tests.server.admin.admin_helpers import Pki, make_pki, populate
+
+SILOS = 6
+PER_SILO = 2
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def other_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("other-pki"), name="someone else's CA")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    path = tmp_path / "registry"
+    populate(path, silos=SILOS, per_silo=PER_SILO)
+    return path
+
+
+@dataclass(frozen=True)
+class Tokens:
+    path: Path
+    operator: str
+    silo0: str
+    silo1: str
+
+
+@pytest.fixture
+def tokens(tmp_path: Path) -> Tokens:
+    path = tmp_path / "admin-credentials.json"
+    operator, _ = create_token(path, role="operator", label="ops")
+    silo0, _ = create_token(path, role="silo:silo-0", label="silo-0-key")
+    silo1, _ = create_token(path, role="silo:silo-1", label="silo-1-key")
+    return Tokens(path, operator, silo0, silo1)
+
+
+@pytest.fixture
+def server(root: Path, tokens: Tokens, pki: Pki) -> Iterator[AdminServer]:
+    handle = serve(
+        root,
+        credentials_path=tokens.path,
+        host="127.0.0.1",
+        port=0,
+        tls=TLSFiles(pki.server_cert, pki.server_key),
+    )
+    try:
+        yield handle
+    finally:
+        handle.stop(grace=1.0)
+
+
+ClientFactory = Callable[..., AdminClient]
+
+
+@pytest.fixture
+def connect(server: AdminServer, pki: Pki) -> Iterator[ClientFactory]:
+    """``connect(token)``: a TLS client of the test server (closed after the test)."""
+    clients: list[AdminClient] = []
+
+    def factory(token: str, **kwargs: object) -> AdminClient:
+        options: dict[str, object] = {"ca_cert": pki.ca_cert, "timeout_s": 30.0, **kwargs}
+        client = AdminClient(f"127.0.0.1:{server.port}", token=token, **options)  # type: ignore[arg-type]
+        clients.append(client)
+        return client
+
+    try:
+        yield factory
+    finally:
+        for client in clients:
+            client.close()
