@@ -32,6 +32,11 @@ SUPERNODE = "flower-supernode"
 silo_app = typer.Typer(help="Run a silo node (a Flower SuperNode).", no_args_is_help=True)
 
 
+@silo_app.callback()
+def _silo() -> None:
+    """Run a silo node (a Flower SuperNode) for one silo's data."""
+
+
 class SiloStart(StrictModel):
     """A silo node's start request, validated before anything runs."""
 

@@ -102,10 +102,13 @@ def load_hub_weights(
     """Load torchvision weights from the hub cache (or download them when allowed)."""
     if architecture.torchvision_weights is None:
         raise ModelError(f"{architecture.name} has no torchvision weights")
+    import torchvision  # lazily: see common.models.zoo
+
+    enum = getattr(torchvision.models, architecture.torchvision_weights)
     try:
-        entry = architecture.torchvision_weights[weights.name]
+        entry = enum[weights.name]
     except KeyError:
-        known = ", ".join(w.name for w in architecture.torchvision_weights)
+        known = ", ".join(w.name for w in enum)
         raise ModelError(
             f"{architecture.name} has no weights {weights.name!r}; known: {known}"
         ) from None

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import torch
-import torchvision
 from torch import nn
 
 from common.errors import ConfigError, ModelError
@@ -30,7 +29,8 @@ class Architecture:
     stages: tuple[str, ...]
     head: str
     default_input_size: int
-    torchvision_weights: type[torchvision.models.WeightsEnum] | None = None
+    torchvision_weights: str | None = None
+    """Name of the torchvision weights enum (``ResNet18_Weights``), resolved when needed."""
 
     def tangent_prefixes(self, scope: NamedScope | tuple[str, ...]) -> tuple[str, ...]:
         """Module-name prefixes whose parameters are tangent (trained as Δ) for ``scope``."""
@@ -43,15 +43,20 @@ class Architecture:
         return ("",)  # "all": the empty prefix matches every parameter
 
 
-def _torchvision_resnet(
-    factory: Callable[..., torchvision.models.ResNet],
-) -> Callable[..., nn.Module]:
+def _torchvision_resnet(factory: str) -> Callable[..., nn.Module]:
     def build(*, num_classes: int, in_channels: int = 3) -> nn.Module:
         if in_channels != 3:
             raise ConfigError(
                 f"torchvision ResNets take 3 input channels; the spec asks for {in_channels}"
             )
-        return factory(weights=None, num_classes=num_classes)
+        # Imported here: torchvision costs seconds to import, and a silo node starts a
+        # fresh ClientApp process per message (flower.md); small-cnn never needs it.
+        import torchvision
+
+        module: nn.Module = getattr(torchvision.models, factory)(
+            weights=None, num_classes=num_classes
+        )
+        return module
 
     return build
 
@@ -69,19 +74,19 @@ ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType(
         ),
         "resnet18": Architecture(
             name="resnet18",
-            build=_torchvision_resnet(torchvision.models.resnet18),
+            build=_torchvision_resnet("resnet18"),
             stages=_RESNET_STAGES,
             head="fc",
             default_input_size=224,
-            torchvision_weights=torchvision.models.ResNet18_Weights,
+            torchvision_weights="ResNet18_Weights",
         ),
         "resnet50": Architecture(
             name="resnet50",
-            build=_torchvision_resnet(torchvision.models.resnet50),
+            build=_torchvision_resnet("resnet50"),
             stages=_RESNET_STAGES,
             head="fc",
             default_input_size=224,
-            torchvision_weights=torchvision.models.ResNet50_Weights,
+            torchvision_weights="ResNet50_Weights",
         ),
     }
 )
