@@ -1,0 +1,237 @@
+"""The deployment topology as processes on loopback, shared by the end-to-end tests
+(import as ``tests.e2e.deployment``): credentials, SuperLink + ServerApp executor, silo
+nodes, and small readers of Flower's and the registry's state."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from server.registry import Registry
+from tests.processes import (
+    Managed,
+    ProcessError,
+    Processes,
+    free_port,
+    wait_for_port,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+SILOS = ("silo-0", "silo-1")
+INTRUDER = "intruder"
+RUN_CONFIG = (
+    'registry="{registry}" rounds=2 increments=2 epochs=3 min-silos=2 '
+    "require-authenticated-silos=true wait-seconds=120"
+)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one deployment keeps its files."""
+
+    root: Path
+
+    @property
+    def credentials(self) -> Path:
+        return self.root / "credentials"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def registry(self) -> Path:
+        return self.root / "registry"
+
+    @property
+    def flwr_home(self) -> Path:
+        return self.credentials / "flwr"
+
+    def silo(self, name: str) -> Path:
+        return self.credentials / "silos" / name
+
+
+def tool(name: str) -> str:
+    return str(BIN / name)
+
+
+def in_parallel(group: Processes, jobs: dict[str, list[str]], timeout: float) -> None:
+    started = [group.start(name, argv) for name, argv in jobs.items()]
+    deadline = time.monotonic() + timeout
+    for process in started:
+        try:
+            process.popen.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except Exception as exc:
+            raise ProcessError(f"{process.describe()}") from exc
+        if process.popen.returncode != 0:
+            raise ProcessError(f"{process.name} failed: {process.describe()}")
+
+
+def prepare(
+    group: Processes,
+    layout: Layout,
+    port: int,
+    *,
+    silos: tuple[str, ...] = SILOS,
+    extra_keys: tuple[str, ...] = (INTRUDER,),
+    increments: int = 2,
+) -> None:
+    """Keys and certificates (deploy script) for ``silos`` and ``extra_keys``, and the
+    silos' digits data, at the same time."""
+    in_parallel(
+        group,
+        {
+            "credentials": [
+                sys.executable,
+                str(REPO / "deploy" / "credentials.py"),
+                "--out",
+                str(layout.credentials),
+                "--silos",
+                ",".join((*silos, *extra_keys)),
+                "--hosts",
+                "localhost,127.0.0.1",
+                "--superlink",
+                f"{HOST}:{port}",
+            ],
+            "export": [
+                tool("tmc"),
+                "data",
+                "export",
+                "--out",
+                str(layout.data),
+                "--silos",
+                str(len(silos)),
+                "--increments",
+                str(increments),
+            ],
+        },
+        timeout=120,
+    )
+
+
+def start_server_side(group: Processes, layout: Layout, port: int, *, suffix: str = "") -> Managed:
+    """The SuperLink (TLS, SQLite state, node authentication) and its ServerApp executor;
+    ``suffix`` names the processes of a restart apart."""
+    tls = layout.credentials / "superlink"
+    superlink = group.start(
+        f"superlink{suffix}",
+        [
+            tool("flower-superlink"),
+            "--ssl-ca-certfile",
+            str(tls / "ca.crt"),
+            "--ssl-certfile",
+            str(tls / "server.pem"),
+            "--ssl-keyfile",
+            str(tls / "server.key"),
+            "--database",
+            str(layout.root / "superlink.db"),
+            "--enable-supernode-auth",
+            "--disable-runtime-dependency-installation",
+            "--isolation",
+            "process",
+            "--superexec-auth-secret-file",
+            str(tls / "superexec.secret"),
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+        ],
+    )
+    wait_for_port(HOST, port, timeout=60, watch=[superlink])
+    group.start(
+        f"superexec-serverapp{suffix}",
+        [
+            tool("flower-superexec"),
+            "--runtime-api-address",
+            f"{HOST}:{port}",
+            "--root-certificates",
+            str(tls / "ca.crt"),
+            "--superexec-auth-secret-file",
+            str(tls / "superexec.secret"),
+        ],
+        env={"FLWR_HOME": str(layout.root / "superexec-home")},
+    )
+    return superlink
+
+
+def start_silo(
+    group: Processes,
+    layout: Layout,
+    port: int,
+    *,
+    key_of: str,
+    data_of: str,
+    suffix: str = "",
+) -> Managed:
+    """``tmc silo start``: checks its inputs, then execs flower-supernode."""
+    return group.start(
+        f"node-{key_of}{suffix}",
+        [
+            tool("tmc"),
+            "silo",
+            "start",
+            "--superlink",
+            f"{HOST}:{port}",
+            "--silo",
+            data_of,
+            "--data",
+            str(layout.data / data_of),
+            "--root-certificates",
+            str(layout.silo(key_of) / "ca.crt"),
+            "--auth-key",
+            str(layout.silo(key_of) / "node.key"),
+            "--cache-dir",
+            str(layout.root / f"cache-{key_of}"),
+            "--runtime-port",
+            str(free_port()),
+        ],
+        env={"FLWR_HOME": str(layout.root / f"home-{key_of}")},
+    )
+
+
+def flwr_json(group: Processes, name: str, argv: list[str]) -> dict[str, object]:
+    _, output = group.run(name, [tool("flwr"), *argv, "--format", "json"], timeout=60)
+    document = output[output.index("{") :]
+    return json.loads(document[: document.rindex("}") + 1])
+
+
+def online_nodes(group: Processes) -> list[dict[str, str]]:
+    listing = flwr_json(group, f"list-{time.monotonic_ns()}", ["supernode", "list", "tmc"])
+    nodes = listing["nodes"]
+    assert isinstance(nodes, list)
+    return [n for n in nodes if n["status"] == "online"]
+
+
+def components(layout: Layout) -> Callable[[], dict[str, list[str]]]:
+    def read() -> dict[str, list[str]]:
+        with Registry.open(layout.registry, actor="e2e-test") as registry:
+            by_silo: dict[str, list[str]] = {}
+            for record in registry.listcomponents():
+                by_silo.setdefault(record.silo, []).append(record.id)
+            return by_silo
+
+    return read
+
+
+def call_without_token(port: int, ca: Path) -> grpc.StatusCode:
+    """A raw admin call with no credential in its metadata."""
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca.read_bytes())
+    with grpc.secure_channel(f"localhost:{port}", credentials) as channel:
+        status = channel.unary_unary(
+            "/tmc.admin.v1.RegistryAdmin/Status",
+            request_serializer=lambda _: b"",
+            response_deserializer=lambda data: data,
+        )
+        try:
+            status(None, timeout=30)
+        except grpc.RpcError as exc:
+            return exc.code()
+    return grpc.StatusCode.OK
