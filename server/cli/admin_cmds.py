@@ -19,6 +19,7 @@ import typer
 
 from common.errors import ConfigError
 from common.files import atomic_write_bytes
+from server.cli.options import JsonOption
 from server.cli.output import console, emit_json, err_console, handle_errors, table
 from server.registry import Registry
 
@@ -41,7 +42,6 @@ admin_app.add_typer(token_app, name="token")
 CredentialsOption = Annotated[
     Path, typer.Option("--credentials", help="credentials file (JSON, 0600; token hashes only)")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document")]
 
 # -- the --server options of the registry commands -------------------------------------------
 

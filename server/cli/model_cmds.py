@@ -19,12 +19,10 @@ from server.cli.admin_cmds import (
     TokenFileOption,
     open_target,
 )
+from server.cli.options import JsonOption, RegistryOption
 from server.cli.output import console, emit_json, handle_errors, table
 from server.composed import ComposedModel, load_inputs
 from server.registry import Registry
-
-RegistryOption = Annotated[Path, typer.Option("--registry", help="registry folder")]
-JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document")]
 
 
 def forget(

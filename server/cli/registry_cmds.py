@@ -16,6 +16,7 @@ from server.cli.admin_cmds import (
     TokenFileOption,
     open_target,
 )
+from server.cli.options import JsonOption, RegistryOption
 from server.cli.output import EXIT_USAGE, console, emit_json, handle_errors, table
 from server.federation import read_history
 from server.registry import Registry
@@ -25,8 +26,6 @@ registry_app = typer.Typer(
     no_args_is_help=True,
 )
 
-RegistryOption = Annotated[Path, typer.Option("--registry", help="registry folder")]
-JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document")]
 Status = Literal["active", "forgotten", "all"]
 
 

@@ -162,6 +162,26 @@ def start_server_side(group: Processes, layout: Layout, port: int, *, suffix: st
     return superlink
 
 
+def register_silos(group: Processes, layout: Layout, silos: tuple[str, ...]) -> None:
+    """``flwr supernode register`` each silo's public key under the silo's name."""
+    in_parallel(
+        group,
+        {
+            f"register-{silo}": [
+                tool("flwr"),
+                "supernode",
+                "register",
+                str(layout.silo(silo) / "node.pub"),
+                "tmc",
+                "--name",
+                silo,
+            ]
+            for silo in silos
+        },
+        timeout=60,
+    )
+
+
 def start_silo(
     group: Processes,
     layout: Layout,

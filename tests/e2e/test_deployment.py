@@ -34,9 +34,9 @@ from tests.e2e.deployment import (
     call_without_token,
     components,
     flwr_json,
-    in_parallel,
     online_nodes,
     prepare,
+    register_silos,
     start_server_side,
     start_silo,
     tool,
@@ -68,22 +68,7 @@ def test_deployment_over_tls(
     superlink = start_server_side(group, layout, port)
 
     # Register the two silos' keys under their silo names; the intruder's key never is.
-    in_parallel(
-        group,
-        {
-            f"register-{silo}": [
-                tool("flwr"),
-                "supernode",
-                "register",
-                str(layout.silo(silo) / "node.pub"),
-                "tmc",
-                "--name",
-                silo,
-            ]
-            for silo in SILOS
-        },
-        timeout=60,
-    )
+    register_silos(group, layout, SILOS)
     nodes = [start_silo(group, layout, port, key_of=s, data_of=s) for s in SILOS]
     # Same data and silo name as silo-1, but a key the SuperLink does not know.
     intruder = start_silo(group, layout, port, key_of=INTRUDER, data_of=SILOS[1])

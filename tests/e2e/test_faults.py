@@ -24,9 +24,9 @@ from server.registry import Registry
 from tests.e2e.deployment import (
     REPO,
     Layout,
-    in_parallel,
     online_nodes,
     prepare,
+    register_silos,
     start_server_side,
     start_silo,
     tool,
@@ -87,22 +87,7 @@ def test_faults_in_a_real_deployment(
     port = free_port()
     prepare(group, layout, port, silos=SILOS, extra_keys=(), increments=3)
     superlink = start_server_side(group, layout, port)
-    in_parallel(
-        group,
-        {
-            f"register-{silo}": [
-                tool("flwr"),
-                "supernode",
-                "register",
-                str(layout.silo(silo) / "node.pub"),
-                "tmc",
-                "--name",
-                silo,
-            ]
-            for silo in SILOS
-        },
-        timeout=60,
-    )
+    register_silos(group, layout, SILOS)
     nodes = {s: start_silo(group, layout, port, key_of=s, data_of=s) for s in SILOS}
     wait_until(
         lambda: len(online_nodes(group)) >= 3,
