@@ -1,8 +1,10 @@
 """Compiling a base network into dual-path steps.
 
 The network is traced with ``torch.fx``; each graph node becomes a step that maps the
-(primal, tangent) pairs of its inputs to its own pair (``common.tangent.rules``). A conv
-whose only user is an eval-mode BatchNorm is folded with it (``common.tangent.fusion``).
+(primal, tangent) values of its inputs to its own (``common.tangent.rules``). A conv whose
+only user is an eval-mode BatchNorm is folded with it (``common.tangent.fusion``). Each step
+has two forms: ``pair`` (two tensors, for autograd) and ``stacked`` (no grad: [x; t] along
+the batch, ``common.tangent.stacked``; it falls back to the pair rule where it has none).
 Anything without a rule is refused when the model is built, not in the middle of training.
 """
 
@@ -15,29 +17,42 @@ import torch
 from torch import fx, nn
 
 from common.errors import TangentError
+from common.tangent.dual import Dual, DualValue, Tangent
 from common.tangent.fusion import FusedConvBatchNorm
 from common.tangent.rules import (
     ADDITIVE_FUNCTIONS,
+    BATCHWISE_FUNCTIONS,
+    BATCHWISE_METHODS,
+    FLATTENS,
     LINEAR_FUNCTIONS,
     LINEAR_METHODS,
     PARAMETER_RULES,
     RELU_FUNCTIONS,
-    Dual,
     add_tangents,
     module_rule,
+    relu_tangent,
+)
+from common.tangent.stacked import (
+    STACKED_MODULE_RULES,
+    add_stacked,
+    batchwise_stacked,
+    relu_stacked,
 )
 
-Env = dict[str, Dual]
+Env = dict[str, DualValue]
 DeltaLookup = Mapping[str, torch.Tensor]
-StepFn = Callable[[Env, DeltaLookup], Dual]
+StepFn = Callable[[Env, DeltaLookup], DualValue]
 
 
 @dataclass(frozen=True)
 class Step:
-    """One graph node: its name (the key of its output in the environment) and its rule."""
+    """One graph node: its name (the key of its output in the environment), its two forms,
+    and the names of the values no later step reads (dropped once it has run)."""
 
     name: str
-    run: StepFn
+    pair: StepFn
+    stacked: StepFn
+    frees: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,21 +64,28 @@ class CompiledGraph:
     """Folded conv-BN pairs by BN module path (their buffers must follow the model)."""
 
 
-def _primal(arg: object, env: Env, replace: tuple[str, torch.Tensor] | None = None) -> object:
+def _primal(
+    arg: fx.node.Argument, env: Env, replace: tuple[str, torch.Tensor] | None = None
+) -> fx.node.Argument:
     """``arg`` with each graph node replaced by its primal value (or by ``replace``'s tensor
     for the node it names: how a linear op is applied to a tangent)."""
 
     def value(node: fx.Node) -> torch.Tensor:
         if replace is not None and node.name == replace[0]:
             return replace[1]
-        return env[node.name][0]
+        return env[node.name].primal
 
-    return fx.node.map_arg(arg, value)  # type: ignore[arg-type]
+    return fx.node.map_arg(arg, value)
 
 
-def _input_nodes(arg: object) -> list[fx.Node]:
+def _input_nodes(arg: fx.node.Argument) -> list[fx.Node]:
     found: list[fx.Node] = []
-    fx.node.map_arg(arg, found.append)  # type: ignore[arg-type]
+
+    def note(node: fx.Node) -> fx.Node:
+        found.append(node)
+        return node
+
+    fx.node.map_arg(arg, note)
     return found
 
 
@@ -72,6 +94,42 @@ def _single_input(node: fx.Node) -> str:
     if not isinstance(arg, fx.Node) or node.kwargs:
         raise TangentError(f"{node.name} must be called on a single activation")
     return arg.name
+
+
+def _relu_input(node: fx.Node, inplace: bool) -> str:
+    """The input of a ReLU node. An in-place ReLU also changes its input for every other
+    reader, which the graph does not show: refused unless it is the only reader."""
+    (arg,) = node.args
+    extra = set(node.kwargs) - {"inplace"}
+    if not isinstance(arg, fx.Node) or extra:
+        raise TangentError(f"{node.name} must be called on a single activation")
+    if (inplace or node.kwargs.get("inplace")) and len(arg.users) > 1:
+        raise TangentError(f"{node.name}: an in-place ReLU on an activation read elsewhere")
+    return arg.name
+
+
+def _sole_consumer(node: fx.node.Argument, user: fx.Node) -> bool:
+    """``user`` is the only reader of ``node`` (and reads it once): it may overwrite it."""
+    if not isinstance(node, fx.Node) or node.op == "placeholder" or set(node.users) != {user}:
+        return False
+    reads = _input_nodes(user.args) + _input_nodes(user.kwargs)
+    return reads.count(node) == 1
+
+
+def _pair_step(source: str, rule: Callable[[torch.Tensor, Tangent, DeltaLookup], Dual]) -> StepFn:
+    def run(env: Env, delta: DeltaLookup) -> DualValue:
+        value = env[source]
+        return DualValue(*rule(value.primal, value.tangent, delta))
+
+    return run
+
+
+def _with_fallback(pair: StepFn, stacked: Callable[[Env, DeltaLookup], DualValue | None]) -> StepFn:
+    def run(env: Env, delta: DeltaLookup) -> DualValue:
+        out = stacked(env, delta)
+        return pair(env, delta) if out is None else out
+
+    return run
 
 
 class _Compiler:
@@ -109,20 +167,32 @@ class _Compiler:
                 pairs[node.name] = user
         return pairs
 
-    def module_step(self, node: fx.Node) -> StepFn:
+    def module_step(self, node: fx.Node) -> tuple[StepFn, StepFn]:
         path = str(node.target)
         module = self.network.get_submodule(path)
         rule = module_rule(module)
         keys = self.own_delta(path, module)
-        source = _single_input(node)
+        if isinstance(module, nn.ReLU):
+            source = _relu_input(node, module.inplace)
+        else:
+            source = _single_input(node)
+        single = _sole_consumer(node.args[0], node)
 
-        def run(env: Env, delta: DeltaLookup) -> Dual:
-            x, t = env[source]
-            return rule(module, x, t, {local: delta[full] for local, full in keys.items()})
+        def own(delta: DeltaLookup) -> dict[str, torch.Tensor]:
+            return {local: delta[full] for local, full in keys.items()}
 
-        return run
+        pair = _pair_step(source, lambda x, t, delta: rule(module, x, t, own(delta)))
+        stacked_rule = STACKED_MODULE_RULES.get(type(module))
+        if stacked_rule is None:
+            return pair, pair
+        srule = stacked_rule
 
-    def fused_step(self, conv_node: fx.Node, bn_node: fx.Node) -> StepFn:
+        def stacked(env: Env, delta: DeltaLookup) -> DualValue | None:
+            return srule(module, env[source], single, own(delta))
+
+        return pair, _with_fallback(pair, stacked)
+
+    def fused_step(self, conv_node: fx.Node, bn_node: fx.Node) -> tuple[StepFn, StepFn]:
         conv_path, bn_path = str(conv_node.target), str(bn_node.target)
         conv = self.network.get_submodule(conv_path)
         bn = self.network.get_submodule(bn_path)
@@ -134,41 +204,45 @@ class _Compiler:
         bn_keys = self.own_delta(bn_path, bn)
         source = _single_input(conv_node)
 
-        def run(env: Env, delta: DeltaLookup) -> Dual:
-            x, t = env[source]
-            return fused.dual(
-                x,
-                t,
+        def deltas(delta: DeltaLookup) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+            return (
                 {local: delta[full] for local, full in conv_keys.items()},
                 {local: delta[full] for local, full in bn_keys.items()},
             )
 
-        return run
+        def pair(env: Env, delta: DeltaLookup) -> DualValue:
+            value = env[source]
+            return DualValue(*fused.dual(value.primal, value.tangent, *deltas(delta)))
+
+        def stacked(env: Env, delta: DeltaLookup) -> DualValue | None:
+            return fused.stacked(env[source], *deltas(delta))
+
+        return pair, _with_fallback(pair, stacked)
 
     def compile(self, graph: fx.Graph) -> CompiledGraph:
-        steps: list[Step] = []
+        forms: list[tuple[fx.Node, StepFn, StepFn]] = []
         inputs: list[str] = []
-        output: str | None = None
+        output: fx.Node | None = None
         pairs = self.fusable_convs(graph)
         folded_bn = {bn.name: conv for conv, bn in pairs.items()}
-        conv_nodes = {n.name: n for n in graph.nodes}
+        by_name = {n.name: n for n in graph.nodes}
         for node in graph.nodes:
             if node.op == "placeholder":
                 inputs.append(node.name)
             elif node.op == "output":
                 if not isinstance(node.args[0], fx.Node):
                     raise TangentError("the network must return a single tensor")
-                output = node.args[0].name
+                output = node.args[0]
             elif node.op == "call_module" and node.name in pairs:
                 continue  # computed by the step of the BN it is folded into
             elif node.op == "call_module" and node.name in folded_bn:
-                steps.append(Step(node.name, self.fused_step(conv_nodes[folded_bn[node.name]], node)))
+                forms.append((node, *self.fused_step(by_name[folded_bn[node.name]], node)))
             elif node.op == "call_module":
-                steps.append(Step(node.name, self.module_step(node)))
+                forms.append((node, *self.module_step(node)))
             elif node.op == "call_function":
-                steps.append(Step(node.name, _function_step(node)))
+                forms.append((node, *_function_step(node)))
             elif node.op == "call_method":
-                steps.append(Step(node.name, _method_step(node)))
+                forms.append((node, *_method_step(node)))
             else:
                 raise TangentError(f"graph node {node.op} {node.target} has no tangent rule")
         unclaimed = self.tangent_names - self.claimed
@@ -179,7 +253,30 @@ class _Compiler:
             )
         if len(inputs) != 1 or output is None:
             raise TangentError("the network must take one input tensor and return one tensor")
-        return CompiledGraph(inputs[0], tuple(steps), output, self.fused)
+        steps = _with_lifetimes(forms, folded_bn, by_name, output.name)
+        return CompiledGraph(inputs[0], steps, output.name, self.fused)
+
+
+def _with_lifetimes(
+    forms: list[tuple[fx.Node, StepFn, StepFn]],
+    folded_bn: Mapping[str, str],
+    by_name: Mapping[str, fx.Node],
+    output: str,
+) -> tuple[Step, ...]:
+    """Steps that drop each value after its last reader (memory is reused while warm)."""
+    last: dict[str, int] = {}
+    for i, (node, _, _) in enumerate(forms):
+        read = by_name[folded_bn[node.name]] if node.name in folded_bn else node
+        for arg in _input_nodes(read.args) + _input_nodes(read.kwargs):
+            last[arg.name] = i
+    frees: dict[int, list[str]] = {}
+    for name, i in last.items():
+        if name != output:
+            frees.setdefault(i, []).append(name)
+    return tuple(
+        Step(node.name, pair, stacked, tuple(frees.get(i, ())))
+        for i, (node, pair, stacked) in enumerate(forms)
+    )
 
 
 def compile_network(network: nn.Module, tangent_names: frozenset[str]) -> CompiledGraph:
@@ -191,7 +288,7 @@ def compile_network(network: nn.Module, tangent_names: frozenset[str]) -> Compil
     return _Compiler(network, tangent_names).compile(graph)
 
 
-def _function_step(node: fx.Node) -> StepFn:
+def _function_step(node: fx.Node) -> tuple[StepFn, StepFn]:
     fn = node.target
     args, kwargs = node.args, node.kwargs
     if fn in ADDITIVE_FUNCTIONS:
@@ -199,34 +296,57 @@ def _function_step(node: fx.Node) -> StepFn:
             raise TangentError(f"{node.name}: {fn} with keyword arguments is not supported")
         sources = [a.name for a in _input_nodes(args)]
 
-        def run_add(env: Env, _: DeltaLookup) -> Dual:
-            primal = fn(*_primal(args, env))  # type: ignore[misc, operator]
-            return primal, add_tangents(*(env[s][1] for s in sources))
+        def run_add(env: Env, _: DeltaLookup) -> DualValue:
+            primal = fn(*_primal(args, env))  # type: ignore[misc]
+            return DualValue(primal, add_tangents(*(env[s].tangent for s in sources)))
 
-        return run_add
+        first, second = args if len(args) == 2 else (None, None)
+        if not isinstance(first, fx.Node) or not isinstance(second, fx.Node):
+            return run_add, run_add
+        a, b = first.name, second.name
+        single_a, single_b = _sole_consumer(first, node), _sole_consumer(second, node)
+
+        def stacked_add(env: Env, _: DeltaLookup) -> DualValue | None:
+            return add_stacked(env[a], env[b], single_a, single_b)
+
+        return run_add, _with_fallback(run_add, stacked_add)
     if fn in LINEAR_FUNCTIONS:
-        return _linear_op(node, lambda a, k: fn(*a, **k))  # type: ignore[operator]
+        return _linear_op(node, lambda a, k: fn(*a, **k), _keeps_dim0(node))
     if fn in RELU_FUNCTIONS:
-        source = _single_input(node)
+        source = _relu_input(node, inplace=fn is torch.relu_)
+        single = _sole_consumer(node.args[0], node)
 
-        def run_relu(env: Env, _: DeltaLookup) -> Dual:
-            x, t = env[source]
-            return torch.relu(x), (t.masked_fill(x <= 0, 0.0) if t is not None else None)
+        def run_relu(env: Env, _: DeltaLookup) -> DualValue:
+            x, t = env[source].pair()
+            return DualValue(torch.relu(x), relu_tangent(t, x) if t is not None else None)
 
-        return run_relu
+        def stacked_relu(env: Env, _: DeltaLookup) -> DualValue | None:
+            return relu_stacked(env[source], single)
+
+        return run_relu, _with_fallback(run_relu, stacked_relu)
     raise TangentError(f"no tangent rule for function {getattr(fn, '__name__', fn)} ({node.name})")
 
 
-def _method_step(node: fx.Node) -> StepFn:
+def _keeps_dim0(node: fx.Node) -> bool:
+    """The op treats each slice along dim 0 on its own (pooling; flatten from dim ≥ 1)."""
+    if node.target in FLATTENS:
+        start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+        return isinstance(start, int) and start >= 1
+    return node.target in BATCHWISE_FUNCTIONS or node.target in BATCHWISE_METHODS
+
+
+def _method_step(node: fx.Node) -> tuple[StepFn, StepFn]:
     method = str(node.target)
     if method not in LINEAR_METHODS:
         raise TangentError(f"no tangent rule for method .{method}() ({node.name})")
-    return _linear_op(node, lambda a, k: getattr(a[0], method)(*a[1:], **k))
+    return _linear_op(node, lambda a, k: getattr(a[0], method)(*a[1:], **k), _keeps_dim0(node))
 
 
 def _linear_op(
-    node: fx.Node, apply: Callable[[tuple[object, ...], dict[str, object]], torch.Tensor]
-) -> StepFn:
+    node: fx.Node,
+    apply: Callable[[tuple[object, ...], dict[str, object]], torch.Tensor],
+    keeps_dim0: bool,
+) -> tuple[StepFn, StepFn]:
     """An op that is linear in its single activation argument: apply it to both paths."""
     inputs = _input_nodes(node.args) + _input_nodes(node.kwargs)
     if len(inputs) != 1:
@@ -234,12 +354,24 @@ def _linear_op(
     source = inputs[0].name
     args, kwargs = node.args, node.kwargs
 
-    def run(env: Env, _: DeltaLookup) -> Dual:
+    def run(env: Env, _: DeltaLookup) -> DualValue:
         primal = apply(_primal(args, env), _primal(kwargs, env))  # type: ignore[arg-type]
-        t = env[source][1]
+        t = env[source].tangent
         if t is None:
-            return primal, None
+            return DualValue(primal, None)
         swap = (source, t)
-        return primal, apply(_primal(args, env, swap), _primal(kwargs, env, swap))  # type: ignore[arg-type]
+        return DualValue(primal, apply(_primal(args, env, swap), _primal(kwargs, env, swap)))  # type: ignore[arg-type]
 
-    return run
+    if not keeps_dim0:
+        return run, run
+
+    def stacked(env: Env, _: DeltaLookup) -> DualValue | None:
+        value = env[source]
+
+        def on(z: torch.Tensor) -> torch.Tensor:
+            swap = (source, z)
+            return apply(_primal(args, env, swap), _primal(kwargs, env, swap))  # type: ignore[arg-type]
+
+        return batchwise_stacked(value, on)
+
+    return run, _with_fallback(run, stacked)

@@ -5,6 +5,11 @@ parameter of the base. The forward pass runs the base's graph compiled into dual
 steps (``common.tangent.compile``): below the first tangent layer it runs once, plainly;
 from there on it carries (primal, tangent) pairs. Normalisation always runs in eval mode,
 so the output is exactly linear in Δ.
+
+Where nothing needs a gradient, the pair travels stacked along the batch and each folded
+conv-BN keeps its Δ-derived kernel until Δ changes (one Δ-sized cache). Where Δ or the input
+needs a gradient, primal and tangent are separate tensors, so that backward runs through the
+tangent path only. Both paths compute the same numbers up to float rounding.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from torch import nn
 from common.components.validation import check_delta_schema
 from common.errors import TangentError
 from common.tangent.compile import DeltaLookup, Env, compile_network
-from common.tangent.rules import Tangent
+from common.tangent.dual import DualValue, Tangent
 
 
 def _parameter_key(name: str) -> str:
@@ -56,8 +61,9 @@ class TangentModel(nn.Module):
     # -- Δ ---------------------------------------------------------------------------------
 
     def delta_parameters(self) -> Iterator[nn.Parameter]:
-        """The trainable Δ parameters (what an optimiser gets)."""
-        return iter(self.delta.values())
+        """The trainable Δ parameters (what an optimiser gets), in ``tangent_names`` order
+        (``nn.ParameterDict`` lists its keys in its own order)."""
+        return iter([self.delta[_parameter_key(n)] for n in self.tangent_names])
 
     def delta_state(self) -> dict[str, torch.Tensor]:
         """Δ keyed by base parameter name, detached (sharing storage with the parameters)."""
@@ -90,16 +96,25 @@ class TangentModel(nn.Module):
     def forward_dual(
         self, x: torch.Tensor, delta: DeltaLookup | None = None
     ) -> tuple[torch.Tensor, Tangent]:
-        """(f(x; θ0), J·Δ); the tangent is ``None`` when no Δ reaches the output."""
+        """(f(x; θ0), J·Δ); the tangent is ``None`` when no Δ reaches the output.
+
+        Where nothing needs a gradient the primal and tangent travel stacked along the batch
+        (one call of each W0 layer for both); otherwise as two tensors, so that backward
+        runs through the tangent path only."""
         lookup: DeltaLookup = (
             {n: self.delta[_parameter_key(n)] for n in self.tangent_names}
             if delta is None
             else delta
         )
-        env: Env = {self._input: (x, None)}
+        needs_grad = torch.is_grad_enabled() and (
+            x.requires_grad or any(t.requires_grad for t in lookup.values())
+        )
+        env: Env = {self._input: DualValue(x, None)}
         for step in self._steps:
-            env[step.name] = step.run(env, lookup)
-        return env[self._output]
+            env[step.name] = (step.pair if needs_grad else step.stacked)(env, lookup)
+            for name in step.frees:
+                del env[name]
+        return env[self._output].pair()
 
     def forward(self, x: torch.Tensor, delta: DeltaLookup | None = None) -> torch.Tensor:
         primal, tangent = self.forward_dual(x, delta)

@@ -23,9 +23,11 @@ def jvp_forward_dual(
     tangents = tuple(delta[n] for n in names)
 
     def f(*tangent_params: torch.Tensor) -> torch.Tensor:
-        return functional_call(network, {**state, **dict(zip(names, tangent_params, strict=True))}, (x,))
+        return functional_call(
+            network, {**state, **dict(zip(names, tangent_params, strict=True))}, (x,)
+        )
 
-    out, jv = jvp(f, primals, tangents)
+    out, jv = jvp(f, primals, tangents)[:2]
     return out, jv
 
 

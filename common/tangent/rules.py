@@ -6,7 +6,8 @@ For a layer with parameters θ0 and tangent parameters Δ:
 
 * conv / linear:  y = op(x; W0, b0),   ẏ = op(t; W0) + op(x; ΔW, Δb)
 * eval-mode BN:   y = x̂·γ0 + β0,       ẏ = t·γ0/σ + x̂·Δγ + Δβ     (x̂ = (x − μ)/σ)
-* ReLU:           y = max(x, 0),       ẏ = t·1[x > 0]
+* ReLU:           y = max(x, 0),       ẏ = t·1[x > 0]   (``threshold_backward``: one pass, as
+                  autograd's own ReLU rule, and differentiable in t with the same mask)
 * max-pool:       the tangent is gathered at the primal arg-max positions
 * linear ops (pooling, flatten, reshape, add): the same op applied to the tangent
 
@@ -26,9 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.errors import TangentError
+from common.tangent.dual import Dual, Tangent
 
-Tangent = torch.Tensor | None
-Dual = tuple[torch.Tensor, Tangent]
 ModuleRule = Callable[[Any, torch.Tensor, Tangent, Mapping[str, torch.Tensor]], Dual]
 
 
@@ -43,22 +43,31 @@ def add_tangents(*tangents: Tangent) -> Tangent:
     return total
 
 
-def _conv2d(m: nn.Conv2d, x: torch.Tensor, t: Tangent, d: Mapping[str, torch.Tensor]) -> Dual:
+def conv2d_apply(
+    m: nn.Conv2d, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None
+) -> torch.Tensor:
+    """``m``'s convolution with weights ``w`` and bias ``b`` (zero padding only)."""
     if m.padding_mode != "zeros":
         raise TangentError(f"Conv2d with padding_mode={m.padding_mode!r} is not supported")
+    return F.conv2d(x, w, b, m.stride, m.padding, m.dilation, m.groups)
 
-    def conv(inp: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        return F.conv2d(inp, w, b, m.stride, m.padding, m.dilation, m.groups)
 
-    y = conv(x, m.weight, m.bias)
-    through_w0 = conv(t, m.weight, None) if t is not None else None
+def linear_apply(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    return F.linear(x, w, b)
+
+
+def _conv2d(m: nn.Conv2d, x: torch.Tensor, t: Tangent, d: Mapping[str, torch.Tensor]) -> Dual:
+    y = conv2d_apply(m, x, m.weight, m.bias)
+    through_w0 = conv2d_apply(m, t, m.weight, None) if t is not None else None
     dw, db = d.get("weight"), d.get("bias")
     if dw is not None:
-        own = conv(x, dw, db)
+        own: Tangent = conv2d_apply(m, x, dw, db)
     elif db is not None:
         own = db.view(1, -1, 1, 1).expand_as(y)
     else:
         own = None
+    if through_w0 is not None and own is not None and dw is not None:
+        return y, through_w0.add_(own)  # conv outputs are not saved for backward
     return y, add_tangents(through_w0, own)
 
 
@@ -67,7 +76,7 @@ def _linear(m: nn.Linear, x: torch.Tensor, t: Tangent, d: Mapping[str, torch.Ten
     through_w0 = F.linear(t, m.weight) if t is not None else None
     dw, db = d.get("weight"), d.get("bias")
     if dw is not None:
-        own = F.linear(x, dw, db)
+        own: Tangent = F.linear(x, dw, db)
     elif db is not None:
         own = db.expand_as(y)
     else:
@@ -103,12 +112,18 @@ def _batch_norm(
     return y, add_tangents(through, own)
 
 
+def relu_tangent(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """t·1[x > 0] in one pass (no mask tensor)."""
+    return torch.ops.aten.threshold_backward(t, x, 0)
+
+
 def _relu(_: nn.Module, x: torch.Tensor, t: Tangent, d: Mapping[str, torch.Tensor]) -> Dual:
-    y = F.relu(x)
-    return y, (t.masked_fill(x <= 0, 0.0) if t is not None else None)
+    return torch.relu(x), (relu_tangent(t, x) if t is not None else None)
 
 
-def _max_pool2d(m: nn.MaxPool2d, x: torch.Tensor, t: Tangent, d: Mapping[str, torch.Tensor]) -> Dual:
+def _max_pool2d(
+    m: nn.MaxPool2d, x: torch.Tensor, t: Tangent, d: Mapping[str, torch.Tensor]
+) -> Dual:
     if t is None:
         return m(x), None
     y, idx = F.max_pool2d(
@@ -117,7 +132,9 @@ def _max_pool2d(m: nn.MaxPool2d, x: torch.Tensor, t: Tangent, d: Mapping[str, to
     return y, t.flatten(2).gather(2, idx.flatten(2)).view_as(y)
 
 
-def _linear_module(m: nn.Module, x: torch.Tensor, t: Tangent, d: Mapping[str, torch.Tensor]) -> Dual:
+def _linear_module(
+    m: nn.Module, x: torch.Tensor, t: Tangent, d: Mapping[str, torch.Tensor]
+) -> Dual:
     """Modules that are linear maps of their input and have no parameters."""
     return m(x), (m(t) if t is not None else None)
 
@@ -165,5 +182,12 @@ LINEAR_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset(
 ADDITIVE_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset(
     {operator.add, operator.iadd, torch.add}
 )
-RELU_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset({F.relu, torch.relu})
+BATCHWISE_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset(
+    {F.adaptive_avg_pool2d, F.avg_pool2d}
+)
+"""Linear functions that treat each slice along dim 0 on their own (run on [x; t] at once)."""
+BATCHWISE_METHODS: frozenset[str] = frozenset({"contiguous"})
+FLATTENS: frozenset[object] = frozenset({torch.flatten, "flatten"})
+"""Flatten as a function or a method: it keeps dim 0 apart when it starts at dim ≥ 1."""
+RELU_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset({F.relu, torch.relu, torch.relu_})
 LINEAR_METHODS: frozenset[str] = frozenset({"flatten", "view", "reshape", "contiguous"})

@@ -1,0 +1,261 @@
+"""``python -m bench.load [--quick] [--json]``: does the service hold its load?
+
+* a federation of 50 simulated silos × 3 rounds with ``small-cnn`` (Flower simulation
+  engine, IID split of ``digits``) completes, with its per-round times;
+* a registry of 10,000 components on disk: how long list, compose (commit a version),
+  forget (one silo) and verify take;
+* 20 concurrent admin API clients forgetting and listing over TLS (when the admin API is
+  installed): no lost or duplicated update, the audit log complete.
+
+Results go to ``bench/results/load.json`` and ``load.md``. Times are single wall-clock
+measurements of whole operations (they are capacities, not ratios), on the machine stated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.machine import describe_machine
+from common.components import Component, ComponentMeta, Delta
+from common.federation.config import FederationConfig
+from server.federation import simulate
+from server.registry import BaseRecord, Registry
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def federation_load(silos: int, rounds: int, epochs: int, workdir: Path) -> dict[str, Any]:
+    config = FederationConfig.from_run_config(
+        {
+            "registry": str(workdir / "federation"),
+            "num-silos": silos,
+            "split": "iid",
+            "kappa": 5.0,
+            "rounds": rounds,
+            "increments": rounds,
+            "epochs": epochs,
+            "min-silos": silos,
+            "wait-seconds": 120.0,
+        }
+    )
+    seconds, summaries = _timed(lambda: simulate(config))
+    rounds_out = [
+        {
+            "round": s.round,
+            "components": s.components,
+            "accepted": len(s.accepted),
+            "refused": len(s.rejected),
+            "accuracy": s.accuracy,
+            "seconds": s.seconds,
+        }
+        for s in summaries  # type: ignore[attr-defined]
+    ]
+    return {
+        "silos": silos,
+        "rounds": rounds,
+        "epochs": epochs,
+        "completed": len(rounds_out) == rounds
+        and all(r["accepted"] == silos and r["refused"] == 0 for r in rounds_out),
+        "seconds": seconds,
+        "per_round": rounds_out,
+    }
+
+
+def _component(index: int, shapes: dict[str, tuple[int, ...]], silos: int) -> Component:
+    generator = torch.Generator().manual_seed(index)
+    delta = Delta({n: torch.randn(s, generator=generator) * 0.01 for n, s in shapes.items()})
+    meta = ComponentMeta(
+        base_sha256="0" * 64,
+        silo=f"silo-{index % silos}",
+        increment=index // silos,
+        num_examples=10,
+    )
+    return Component(delta, meta)
+
+
+def registry_load(components: int, parameters: int, silos: int, workdir: Path) -> dict[str, Any]:
+    shapes: dict[str, tuple[int, ...]] = {"w": (parameters // 64, 64)}
+    base = BaseRecord(spec_json="{}", sha256="0" * 64, shapes=shapes)
+    root = workdir / "registry"
+    add_times: list[float] = []
+    with Registry.create(root, base=base) as registry:
+        for index in range(components):
+            component = _component(index, shapes, silos)
+            seconds, _ = _timed(lambda c=component: registry.add(c))  # type: ignore[misc]
+            add_times.append(seconds)
+        compose_s, version = _timed(lambda: registry.commit_version(reason="load"))
+        list_s, listed = _timed(registry.list_components)
+        forget_s, result = _timed(
+            lambda: registry.forget(silo="silo-0", actor="bench", reason="load")
+        )
+        verify_s, report = _timed(lambda: registry.verify(actor="bench"))
+    return {
+        "components": components,
+        "parameters_per_component": math.prod(shapes["w"]),
+        "silos": silos,
+        "add_ms_median": statistics.median(add_times) * 1000,
+        "add_ms_p99": sorted(add_times)[int(0.99 * (len(add_times) - 1))] * 1000,
+        "list_seconds": list_s,
+        "listed": len(listed),  # type: ignore[arg-type]
+        "compose_seconds": compose_s,
+        "composed": version.count,  # type: ignore[attr-defined]
+        "forget_silo_seconds": forget_s,
+        "forgotten": len(result.removed),  # type: ignore[attr-defined]
+        "verify_seconds": verify_s,
+        "verify_ok": report.ok,  # type: ignore[attr-defined]
+        "disk_bytes": sum(p.stat().st_size for p in root.rglob("*") if p.is_file()),
+    }
+
+
+def admin_load(clients: int, workdir: Path) -> dict[str, Any]:
+    """``clients`` threads, each with its own TLS connection and the operator's token:
+    each forgets its own silo while listing and reading the status in a loop. Then the
+    registry is checked: every forget applied once, one audit event per removed component,
+    the model equal to composing what is left."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from common.components import compose
+    from server.admin.client import AdminClient
+    from server.admin.server import TLSFiles, serve
+
+    credentials = workdir / "credentials"
+    subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parents[1] / "deploy" / "credentials.py"),
+            "--out",
+            str(credentials),
+            "--silos",
+            "load-test",
+            "--hosts",
+            "localhost,127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    shapes: dict[str, tuple[int, ...]] = {"w": (64, 64)}
+    root = workdir / "admin-registry"
+    with Registry.create(
+        root, base=BaseRecord(spec_json="{}", sha256="0" * 64, shapes=shapes)
+    ) as registry:
+        for index in range(clients * 5):
+            registry.add(_component(index, shapes, clients))
+        registry.commit_version(reason="admin load")
+    admin = credentials / "admin"
+    token = (credentials / "operator.token").read_text().strip()
+    tls = TLSFiles(cert=admin / "server.pem", key=admin / "server.key")
+    latencies: dict[str, list[float]] = {"forget": [], "list": [], "status": []}
+    with serve(
+        root, credentials_path=admin / "credentials.json", tls=tls, max_workers=32
+    ) as server:
+
+        def work(index: int) -> int:
+            with AdminClient(server.address, token=token, ca_cert=admin / "ca.crt") as client:
+                for _ in range(3):
+                    latencies["list"].append(_timed(client.list_components)[0])
+                    latencies["status"].append(_timed(client.status)[0])
+                seconds, result = _timed(lambda: client.forget(silo=f"silo-{index}", reason="load"))
+                latencies["forget"].append(seconds)
+                return len(result.removed)  # type: ignore[attr-defined]
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            removed = list(pool.map(work, range(clients)))
+        elapsed = time.perf_counter() - start
+    with Registry.open(root) as registry:
+        forgets = [e for e in registry.audit_log() if e.action == "forget"]
+        remaining = [registry.get_component(r.id) for r in registry.list_components()]
+        exact = not remaining or registry.composed_delta().equal(compose(remaining))
+        verified = registry.verify(actor="bench").ok
+    return {
+        "clients": clients,
+        "seconds": elapsed,
+        "removed": sum(removed),
+        "expected_removed": clients * 5,
+        "forget_audit_events": len(forgets),
+        "exact": exact,
+        "verify_ok": verified,
+        "median_ms": {k: statistics.median(v) * 1000 for k, v in latencies.items()},
+    }
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    fed, reg = results["federation"], results["registry"]
+    lines = [
+        "# Load",
+        "",
+        f"Machine: {results['machine'].get('cpu_model', '?')}, "
+        f"{results['machine'].get('usable_cores', '?')} cores. Command: `python -m bench.load"
+        f"{' --quick' if results['quick'] else ''}`.",
+        "",
+        "| load | result |",
+        "|---|---|",
+        f"| federation: {fed['silos']} silos × {fed['rounds']} rounds (small-cnn, digits IID) "
+        f"| {'completed' if fed['completed'] else 'FAILED'} in {fed['seconds']:.0f} s; final "
+        f"accuracy {fed['per_round'][-1]['accuracy']:.4f} |",
+        f"| registry: add (median / p99) | {reg['add_ms_median']:.1f} / {reg['add_ms_p99']:.1f} ms "
+        f"per component ({reg['parameters_per_component']} parameters) |",
+        f"| registry of {reg['components']} components: list | {reg['list_seconds']:.2f} s |",
+        f"| compose (commit a version of all) | {reg['compose_seconds']:.2f} s |",
+        f"| forget one silo ({reg['forgotten']} components) | {reg['forget_silo_seconds']:.2f} s |",
+        f"| verify (rehash every file, recompose) | {reg['verify_seconds']:.2f} s, "
+        f"{'ok' if reg['verify_ok'] else 'FAILED'} |",
+    ]
+    admin = results.get("admin")
+    if admin is not None:
+        ms = admin["median_ms"]
+        lines.append(
+            f"| {admin['clients']} concurrent admin clients (TLS) forgetting and listing "
+            f"| {admin['removed']}/{admin['expected_removed']} components removed, "
+            f"{admin['forget_audit_events']} forget audit events, exact: {admin['exact']}, "
+            f"verify {'ok' if admin['verify_ok'] else 'FAILED'}; median forget {ms['forget']:.0f} "
+            f"ms, list {ms['list']:.0f} ms, status {ms['status']:.0f} ms |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.load", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller registry (2,000 components)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--components", type=int, default=None, help="registry size")
+    args = parser.parse_args(argv)
+    components = args.components or (2_000 if args.quick else 10_000)
+    with tempfile.TemporaryDirectory(prefix="tmc-load-") as tmp:
+        workdir = Path(tmp)
+        results: dict[str, Any] = {
+            "quick": args.quick,
+            "machine": describe_machine("cpu"),
+            "federation": federation_load(50, 3, 2 if args.quick else 5, workdir),
+            "registry": registry_load(components, 4096, 100, workdir),
+            "admin": admin_load(20, workdir),
+        }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "load.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "load.md").write_text(_markdown(results))
+    print(json.dumps(results, indent=2) if args.json else _markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
