@@ -32,6 +32,7 @@ from bench.accuracy_select import Json, aggregate, summarize_seed
 from bench.accuracy_setup import BaseKind, Scenario, prepare
 from bench.accuracy_simcheck import simulate_check
 from common.errors import TMCError
+from common.threads import torch_threads
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -104,9 +105,13 @@ def _log(message: str) -> None:
 
 
 def run_benchmark(settings: Settings, *, cache: ResultCache | None = None) -> Json:
-    """Train and score everything ``settings`` asks for; the JSON-ready results."""
-    cache = cache or ResultCache(None)
-    torch.set_num_threads(settings.threads)
+    """Train and score everything ``settings`` asks for; the JSON-ready results (with
+    ``settings.threads`` torch threads, restored afterwards)."""
+    with torch_threads(settings.threads):
+        return _run_benchmark(settings, cache or ResultCache(None))
+
+
+def _run_benchmark(settings: Settings, cache: ResultCache) -> Json:
     start = time.perf_counter()
     load_start = os.getloadavg()[0]
     scenarios, skipped = settings.scenarios()

@@ -32,6 +32,7 @@ from flwr.simulation import run_simulation
 from bench.accuracy_methods import Outputs, outputs_of, train_config
 from bench.accuracy_setup import Prepared, Scenario, prepare
 from common.errors import ConfigError, ModelError
+from common.threads import torch_threads
 from common.training import finetune
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +99,10 @@ def make_client_app(*, device: str = "cpu", threads: int = 1) -> ClientApp:
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        torch.set_num_threads(threads)
+        with torch_threads(threads):
+            return _train(msg, context)
+
+    def _train(msg: Message, context: Context) -> Message:
         config = msg.content.config_records["config"]
         prepared = prepare(scenario_of(config))
         if prepared.base.sha256 != config["base_sha256"]:

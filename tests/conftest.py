@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,16 +12,21 @@ from common.models import BaseModelSpec, MaterializedBase, materialize
 from common.models.materialize import CACHE_ENV
 
 
-@pytest.fixture(scope="session")
-def tmc_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache of pre-trained bases for the session (the digits base trains once)."""
-    return tmp_path_factory.mktemp("tmc-cache")
+@pytest.fixture(scope="session", autouse=True)
+def tmc_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One cache of pre-trained bases for the whole session (the digits base trains once).
 
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmc_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Nothing in a test may read or write the user's real ~/.cache/tmc.
-    monkeypatch.setenv(CACHE_ENV, str(tmc_cache))
+    Session-scoped and automatic, so that it is in place before any module-scoped fixture
+    runs: no test may read or write the user's real ``~/.cache/tmc``.
+    """
+    path = tmp_path_factory.mktemp("tmc-cache")
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from torch import nn
 from common.data import Shard, load_dataset, public_private_split
 from common.models.spec import BaseModelSpec, PretrainedWeights
 from common.models.zoo import build_network
+from common.threads import torch_threads
 from common.training import TrainConfig, fit
 
 
@@ -40,14 +41,17 @@ def pretrain_network(
         device="cpu",  # the reference θ0 is computed on the CPU, for reproducibility
     )
     params = list(network.parameters())
-    fit(
-        network,
-        params,
-        Shard(train_set, public),
-        config,
-        penalty=lambda: params[0].new_zeros(()),
-        batchnorm_train=True,
-        progress=progress,
-        description="pre-training the base",
-    )
+    # One thread: CPU reductions split across threads round differently, and θ0 must be
+    # the same bytes whatever the machine's core count (measured: 1 vs 2 threads differ).
+    with torch_threads(1):
+        fit(
+            network,
+            params,
+            Shard(train_set, public),
+            config,
+            penalty=lambda: params[0].new_zeros(()),
+            batchnorm_train=True,
+            progress=progress,
+            description="pre-training the base",
+        )
     return network.eval()

@@ -58,6 +58,9 @@ class PretrainedWeights(StrictModel):
     so the silos' private data never overlaps it."""
 
     kind: Literal["pretrained"] = "pretrained"
+    recipe: Literal[2] = Field(
+        2, description="version of the pre-training procedure (2: single-threaded, exact)"
+    )
     dataset: DatasetSpec = Field(default_factory=lambda: DatasetSpec(name="digits"))
     public_fraction: float = Field(0.2, gt=0.0, le=0.9)
     public_classes: tuple[int, ...] | None = None

@@ -5,6 +5,7 @@ in-process method, selection, aggregation, the report files; and the FedAvg code
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from bench.accuracy_fedavg import FedAvgJob, make_client_app, make_server_app
 from bench.accuracy_methods import METHODS, Outputs
 from bench.accuracy_report import json_summary
 from bench.accuracy_setup import Scenario, carve_validation, prepare
+from common.threads import torch_threads
 from tests.server.federation.fake_grid import FakeGrid, simulated_node
 
 TINY = Settings(
@@ -34,8 +36,9 @@ TINY = Settings(
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+def _one_thread() -> Iterator[None]:
+    with torch_threads(1):  # restored after: other tests must see the default
+        yield
 
 
 def test_tiny_benchmark_produces_every_method_and_check(tmp_path: Path) -> None:

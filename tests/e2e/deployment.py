@@ -5,6 +5,7 @@ nodes, and small readers of Flower's and the registry's state."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -162,8 +163,9 @@ def start_server_side(group: Processes, layout: Layout, port: int, *, suffix: st
     return superlink
 
 
-def register_silos(group: Processes, layout: Layout, silos: tuple[str, ...]) -> None:
-    """``flwr supernode register`` each silo's public key under the silo's name."""
+def register_silos(group: Processes, layout: Layout, silos: tuple[str, ...]) -> dict[str, str]:
+    """``flwr supernode register`` each silo's public key under the silo's name; returns
+    each silo's node id (it follows the key across restarts)."""
     in_parallel(
         group,
         {
@@ -180,6 +182,22 @@ def register_silos(group: Processes, layout: Layout, silos: tuple[str, ...]) -> 
         },
         timeout=60,
     )
+    ids: dict[str, str] = {}
+    for silo in silos:
+        log = next(p for p in group.started if p.name == f"register-{silo}").log.read_text()
+        found = re.search(r"SuperNode (\d+) registered", log)
+        if found is None:
+            raise ProcessError(f"no node id in the registration of {silo}: {log[-500:]}")
+        ids[silo] = found.group(1)
+    return ids
+
+
+def node_status(group: Processes, node_id: str) -> str:
+    """The SuperLink's view of one node (``online``, ``offline``, ...)."""
+    listing = flwr_json(group, f"list-{time.monotonic_ns()}", ["supernode", "list", "tmc"])
+    nodes = listing["nodes"]
+    assert isinstance(nodes, list)
+    return next((str(n["status"]) for n in nodes if str(n["node-id"]) == node_id), "unknown")
 
 
 def start_silo(
@@ -234,7 +252,7 @@ def components(layout: Layout) -> Callable[[], dict[str, list[str]]]:
     def read() -> dict[str, list[str]]:
         with Registry.open(layout.registry, actor="e2e-test") as registry:
             by_silo: dict[str, list[str]] = {}
-            for record in registry.listcomponents():
+            for record in registry.list_components():
                 by_silo.setdefault(record.silo, []).append(record.id)
             return by_silo
 

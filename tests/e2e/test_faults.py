@@ -24,6 +24,7 @@ from server.registry import Registry
 from tests.e2e.deployment import (
     REPO,
     Layout,
+    node_status,
     online_nodes,
     prepare,
     register_silos,
@@ -87,7 +88,7 @@ def test_faults_in_a_real_deployment(
     port = free_port()
     prepare(group, layout, port, silos=SILOS, extra_keys=(), increments=3)
     superlink = start_server_side(group, layout, port)
-    register_silos(group, layout, SILOS)
+    node_ids = register_silos(group, layout, SILOS)
     nodes = {s: start_silo(group, layout, port, key_of=s, data_of=s) for s in SILOS}
     wait_until(
         lambda: len(online_nodes(group)) >= 3,
@@ -115,7 +116,14 @@ def test_faults_in_a_real_deployment(
     assert "silo-2" in rejected, rejected  # recorded, with its reason
     first_ids = {c for *_, c in records}
 
-    # 2. and 3. The SuperLink restarts on its state; silo-2's node comes back, same key.
+    # 2. and 3. The SuperLink restarts on its state; silo-2's node comes back, same key,
+    # once the SuperLink has seen it go (a key is active on one node at a time).
+    wait_until(
+        lambda: node_status(group, node_ids["silo-2"]) != "online",
+        timeout=300,
+        what="the SuperLink to mark silo-2's dead node offline",
+        interval=5.0,
+    )
     for name in ("superexec-serverapp", "superlink"):
         _kill_group(next(p for p in group.started if p.name == name))
     superlink = start_server_side(group, layout, port, suffix="-restarted")
@@ -123,7 +131,9 @@ def test_faults_in_a_real_deployment(
         group, layout, port, key_of="silo-2", data_of="silo-2", suffix="-restarted"
     )
     wait_until(
-        lambda: len(online_nodes(group)) >= 3,
+        lambda: (
+            node_status(group, node_ids["silo-2"]) == "online" and len(online_nodes(group)) >= 3
+        ),
         timeout=180,
         what="all three nodes online after the restarts",
         watch=[superlink, *nodes.values()],

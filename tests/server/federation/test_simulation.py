@@ -66,6 +66,27 @@ def test_composition_beats_every_single_silo(
             assert composed_accuracy > alone, (record.silo, record.increment, alone)
 
 
+def test_arrival_order_does_not_change_the_stored_version(
+    federation: tuple[FederationConfig, list[RoundSummary]], tmp_path: Path
+) -> None:
+    """The components the federation received, committed again in reverse and in a
+    shuffled order, give the stored version's bytes exactly."""
+    config, _ = federation
+    with Registry.open(config.registry_path) as registry:
+        stored = registry.version_bytes()
+        components = [registry.get_component(r.id) for r in registry.list_components()]
+        base = registry.base
+    for name, order in (
+        ("reversed", components[::-1]),
+        ("shuffled", components[1::2] + components[::2]),
+    ):
+        with Registry.create(tmp_path / name, base=base) as replay:
+            for component in order:
+                replay.add(component)
+            replay.commit_version()
+            assert replay.version_bytes() == stored, name
+
+
 def test_forgetting_a_silo_is_exact_and_survives_reopening(
     federation: tuple[FederationConfig, list[RoundSummary]],
 ) -> None:
