@@ -111,7 +111,8 @@ def _write(path: Path, data: bytes, report: Report, *, private: bool = False) ->
     report.written.append(str(path))
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+def pem_private_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """PKCS#8 PEM, unencrypted: the file mode (0600) protects it, as Flower expects."""
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -131,9 +132,12 @@ def _load_ca(directory: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certific
     return key, x509.load_pem_x509_certificate(cert_file.read_bytes())
 
 
-def _new_ca(days: int) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def new_ca(
+    *, days: int, common_name: str = "tmc-federation CA"
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A self-signed CA (EC P-384) valid for ``days``, allowed to sign certificates only."""
     key = ec.generate_private_key(ec.SECP384R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tmc-federation CA")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.now(UTC)
     cert = (
         x509.CertificateBuilder()
@@ -164,12 +168,14 @@ def _new_ca(days: int) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     return key, cert
 
 
-def _server_cert(
+def server_certificate(
+    *,
     common_name: str,
     hosts: tuple[str, ...],
     ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate],
     days: int,
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A TLS server certificate (EC P-256) for ``hosts`` (DNS names or IPs), signed by ``ca``."""
     ca_key, ca_cert = ca
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [
@@ -209,8 +215,10 @@ def _server_dir(
     if cert_file.exists() and key_file.exists():
         report.kept.append(str(cert_file))
         return
-    key, cert = _server_cert(common_name, request.hosts, ca, request.days)
-    _write(key_file, _pem_key(key), report, private=True)
+    key, cert = server_certificate(
+        common_name=common_name, hosts=request.hosts, ca=ca, days=request.days
+    )
+    _write(key_file, pem_private_key(key), report, private=True)
     _write(cert_file, cert.public_bytes(serialization.Encoding.PEM), report)
 
 
@@ -301,8 +309,8 @@ def generate(request: Request) -> Report:
     report = Report()
     ca = _load_ca(out / "ca")
     if ca is None:
-        ca = _new_ca(request.days)
-        _write(out / "ca" / "ca.key", _pem_key(ca[0]), report, private=True)
+        ca = new_ca(days=request.days)
+        _write(out / "ca" / "ca.key", pem_private_key(ca[0]), report, private=True)
         _write(out / "ca" / "ca.crt", ca[1].public_bytes(serialization.Encoding.PEM), report)
     else:
         report.kept.append(str(out / "ca" / "ca.crt"))
