@@ -74,7 +74,12 @@ def summarize_seed(prepared: Prepared, runs: Mapping[float, LrRun]) -> Json:
             "accuracy": test.accuracy,
             "task_accuracy": test.task_accuracy,
         }
-    summary: Json = {"seed": prepared.scenario.seed, "methods": methods}
+    # θ0's hash: the results are reproducible only against the same bytes of θ0.
+    summary: Json = {
+        "seed": prepared.scenario.seed,
+        "base_sha256": prepared.base.sha256,
+        "methods": methods,
+    }
     checks = runs[methods["tmc"]["lr"]].checks if "tmc" in methods else None
     if checks is not None:
         summary["linearity_max_abs"] = checks.linearity_max_abs
