@@ -109,7 +109,7 @@ def test_validation_is_carved_from_each_silo_and_never_overlaps() -> None:
 
 def test_cli_modes() -> None:
     quick = settings_for(parse_args(["--quick"]))
-    assert (quick.bases, quick.silos, quick.seeds) == (("all",), (5,), 2)
+    assert (quick.bases, quick.silos, quick.seeds) == (("all",), (5, 10), 2)
     full = settings_for(parse_args(["--seeds", "4"]))
     assert (full.bases, full.silos, full.seeds) == (("all", "half"), (5, 10, 20), 4)
     scenarios, skipped = full.scenarios()
