@@ -3,18 +3,62 @@
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from client.cli import silo_app
 from server.cli.admin_cmds import admin_app
 from server.cli.data_cmds import data_app
 from server.cli.demo import demo
 from server.cli.model_cmds import compose, evaluate_command, export, forget, predict
+from server.cli.output import EXIT_USAGE, one_line, report_error
 from server.cli.registry_cmds import registry_app
 from server.cli.simulate import simulate_command
 
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (unknown option, missing value, bad choice) as one unwrapped line and
+    exit status 2, or a JSON error object under ``--json``, like every other refusal;
+    Typer would draw a multi-line panel."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            result = super().main(
+                args=argv,
+                prog_name=prog_name,
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+        except click.ClickException as exc:
+            context = getattr(exc, "ctx", None)
+            where = f" (see `{context.command_path} --help`)" if context is not None else ""
+            message = one_line(exc.format_message()) + where
+            report_error("UsageError", message, as_json="--json" in argv)
+            result = EXIT_USAGE
+        except click.exceptions.Abort:
+            sys.stderr.write("aborted\n")
+            result = 130
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="tmc",
     help=(
         "Federated continual learning with Tangent Model Composition: silos train "

@@ -43,17 +43,42 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def one_line(message: str) -> str:
+    """A message on one line: scripts and log collectors read errors line by line."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def error_message(exc: BaseException) -> str:
+    """What went wrong, on one line; pydantic's errors as ``field: problem; ...``."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            (".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "")
+            + str(e["msg"]).removeprefix("Value error, ")
+            for e in exc.errors()
+        )
+    return one_line(str(exc))
+
+
+def report_error(kind: str, message: str, *, as_json: bool) -> None:
+    """The CLI's one way of saying a request was refused: one unwrapped line on stderr, or a
+    JSON error object on stdout with ``--json``."""
+    if as_json:
+        emit_json({"error": kind, "message": message})
+    else:
+        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.flush()
+
+
 @contextmanager
 def handle_errors(*, as_json: bool) -> Iterator[None]:
     """Turn project errors into a clear message and exit status 2 (no traceback)."""
     try:
         yield
     except (TMCError, ValidationError) as exc:
-        message = str(exc)
-        if as_json:
-            emit_json({"error": type(exc).__name__, "message": message})
-        else:
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+        report_error(type(exc).__name__, error_message(exc), as_json=as_json)
+        raise typer.Exit(EXIT_USAGE) from exc
+    except typer.BadParameter as exc:
+        report_error("UsageError", one_line(exc.format_message()), as_json=as_json)
         raise typer.Exit(EXIT_USAGE) from exc
 
 

@@ -5,6 +5,8 @@ Layout (every folder 0o700, every file 0o600: these are other people's contribut
     blobs/<id[:2]>/<id>.safetensors     one component, named by its component id
     sums/<sha256>.safetensors           the exact running sum (ExactSum limbs)
     versions/<sha256>.safetensors       a version's composed Δ (the export format)
+    base/<sha256>.safetensors           θ0 itself, named by its tensors' hash, so that the
+                                        registry never depends on a cache or a weights file
 
 Files are written atomically (temp file, fsync, rename) and read back whole, under a size
 limit derived from the base's shapes, with their sha256 checked against the value recorded
@@ -19,8 +21,10 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
@@ -37,7 +41,8 @@ SUM_KEY = "tmc.sum"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
-_SUBDIRS = ("blobs", "sums", "versions")
+_SUBDIRS = ("blobs", "sums", "versions", "base")
+THETA0_KEY = "tmc.theta0_sha256"
 
 
 def sha256_hex(data: bytes) -> str:
@@ -94,6 +99,9 @@ class BlobStore:
 
     def version_path(self, sha256: str) -> Path:
         return self.root / "versions" / f"{_checked_key(sha256)}{SUFFIX}"
+
+    def theta0_path(self) -> Path:
+        return self.root / "base" / f"{_checked_key(self.schema.base_sha256)}{SUFFIX}"
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -239,6 +247,43 @@ class BlobStore:
 
     def list_versions(self) -> list[str]:
         return self._list(self.root / "versions", f"*{SUFFIX}")
+
+    # -- θ0 ------------------------------------------------------------------------------------
+
+    def has_theta0(self) -> bool:
+        return self.theta0_path().is_file()
+
+    def write_theta0(self, state: Mapping[str, torch.Tensor]) -> str:
+        """Store θ0 after checking that it is this registry's (its tensors' sha256)."""
+        actual = tensors_sha256(state)
+        if actual != self.schema.base_sha256:
+            raise IntegrityError(
+                f"θ0 offered to the registry hashes to {actual[:12]}…, but the registry's base "
+                f"is {self.schema.base_sha256[:12]}…: not stored"
+            )
+        tensors = {name: value.detach().cpu().contiguous() for name, value in state.items()}
+        return self._write(self.theta0_path(), save(tensors, metadata={THETA0_KEY: actual}), "base")
+
+    def read_theta0(self) -> dict[str, torch.Tensor]:
+        """θ0 as stored, verified against the base's hash."""
+        path = self.theta0_path()
+        self.counts["base_reads"] += 1
+        try:
+            state = load(path.read_bytes())
+        except FileNotFoundError as exc:
+            raise MissingBlobError(
+                f"the registry does not hold θ0 ({self.relative(path)}): it was created before "
+                "registries stored their base; one run of the ServerApp with the same base "
+                "stores it"
+            ) from exc
+        except (OSError, SafetensorError) as exc:
+            raise IntegrityError(f"θ0 file {self.relative(path)} is unreadable: {exc}") from exc
+        if tensors_sha256(state) != self.schema.base_sha256:
+            raise IntegrityError(
+                f"θ0 file {self.relative(path)} does not hash to the registry's base "
+                f"{self.schema.base_sha256[:12]}…: it was altered or corrupted"
+            )
+        return state
 
     # -- leftovers ---------------------------------------------------------------------------
 

@@ -15,18 +15,32 @@ from pydantic import Field, JsonValue, field_validator
 
 from common.components import Component, TangentSchema, Weighting
 from common.components.component import SHA256_PATTERN
+from common.data.inputs import DataSpec
+from common.data.spec import PartitionSpec
 from common.schema import StrictModel
 
 if TYPE_CHECKING:
     from common.models import MaterializedBase
 
-SCHEMA_VERSION = 1
-"""Version of the registry's metadata layout; a database with a higher one is refused."""
+SCHEMA_VERSION = 2
+"""Version of the registry's metadata layout; a database with a higher one is refused.
+2: silo tombstones (permanent forgetting), θ0 stored in the registry, the data spec."""
 
 ComponentStatus = Literal["active", "forgotten"]
 StatusFilter = Literal["active", "forgotten", "all"]
 StoreKind = Literal["sqlite", "memory"]
-AuditAction = Literal["create", "add", "reject", "forget", "version", "verify", "export", "recover"]
+AuditAction = Literal[
+    "create",
+    "add",
+    "reject",
+    "forget",
+    "readmit",
+    "version",
+    "verify",
+    "export",
+    "recover",
+    "settings",
+]
 
 GENESIS_CHAIN = "0" * 64
 """The chain value before the first audit event."""
@@ -82,13 +96,36 @@ class BaseRecord(StrictModel):
         return cls(spec_json=base.spec.canonical_json(), sha256=base.sha256, shapes=shapes)
 
 
+class PartitionRecord(StrictModel):
+    """How the federation's silo data were cut from one dataset (simulated silos, and silo
+    folders written by ``tmc data export``): the first such silo fixes it, and a silo whose
+    data were cut otherwise is refused (its samples may overlap other silos')."""
+
+    identity: str = Field(max_length=256, description="the split cut, e.g. 'digits:train'")
+    partition: PartitionSpec
+
+    def differences(self, other: PartitionRecord) -> list[str]:
+        """``key: ours vs theirs`` for every setting that differs."""
+        mine = {"dataset": self.identity, **self.partition.model_dump(mode="json")}
+        theirs = {"dataset": other.identity, **other.partition.model_dump(mode="json")}
+        return [
+            f"{key.replace('_', '-')}: {mine[key]!r} vs {theirs[key]!r}"
+            for key in mine
+            if mine[key] != theirs.get(key)
+        ]
+
+
 class RegistrySettings(StrictModel):
-    """Fixed at creation: which base, how components are weighted, the norm bound."""
+    """Fixed at creation: which base, how components are weighted, the norm bound, the
+    federation's label space and input spec. ``partition`` is recorded once, by the first
+    silo whose data come from a partition of a dataset."""
 
     schema_version: int = Field(SCHEMA_VERSION, ge=1)
     base: BaseRecord
     weighting: Weighting = "uniform"
     max_norm: float | None = Field(None, gt=0, allow_inf_nan=False)
+    data: DataSpec | None = Field(None, description="None only in registries made before v2")
+    partition: PartitionRecord | None = None
     created_at: datetime = Field(default_factory=utc_now)
 
 
@@ -228,6 +265,30 @@ def chain_hash(previous_chain: str, event: AuditEvent) -> str:
     return hashlib.sha256(f"{previous_chain}\n{event.body_json()}".encode()).hexdigest()
 
 
+class SiloTombstone(StrictModel):
+    """A silo forgotten on request. While ``active`` every later contribution of the silo
+    is refused; only the operator lifts it (``readmit``), and the audit log keeps both."""
+
+    silo: str = Field(max_length=256)
+    active: bool = True
+    forgotten_at: datetime
+    reason: str = Field("", max_length=2000)
+    actor: str = Field(max_length=256)
+    readmitted_at: datetime | None = None
+    readmit_reason: str = Field("", max_length=2000)
+    readmit_actor: str | None = Field(None, max_length=256)
+
+    @field_validator("forgotten_at", "readmitted_at")
+    @classmethod
+    def _times_utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _utc(value)
+
+    def refusal(self) -> str:
+        """Why the silo's contributions are refused, as the silo and the audit log read it."""
+        when = self.forgotten_at.strftime("%Y-%m-%d %H:%M UTC")
+        return f"forgotten on {when}: {self.reason or 'no reason given'}"
+
+
 class ForgetResult(StrictModel):
     removed: tuple[str, ...]
     version: ModelVersion
@@ -257,6 +318,8 @@ class SiloSummary(StrictModel):
     classes: tuple[int, ...] = Field(description="union over active components")
     rounds: tuple[int, ...] = Field(description="rounds of active components")
     last_added_at: datetime | None
+    forgotten_on: datetime | None = Field(None, description="set while the silo is tombstoned")
+    forgotten_reason: str | None = None
 
 
 class RegistryStatus(StrictModel):
@@ -274,3 +337,4 @@ class RegistryStatus(StrictModel):
     versions: int
     audit_events: int
     created_at: datetime
+    tombstoned: int = Field(0, description="silos forgotten and not readmitted")

@@ -26,6 +26,11 @@ class ForgottenComponentError(RegistryError):
     """A component that was forgotten on request was offered again; it stays forgotten."""
 
 
+class ForgottenSiloError(RegistryError):
+    """A silo forgotten on request offered a contribution; it is refused until the operator
+    readmits the silo. The message is the refusal: "forgotten on <date>: <reason>"."""
+
+
 class RegistryLockedError(RegistryError):
     """Another process held the registry's write lock for longer than the busy timeout."""
 

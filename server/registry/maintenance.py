@@ -146,6 +146,12 @@ def run_verify(store: MetadataStore, blobs: BlobStore, settings: RegistrySetting
                     "components recomputed from scratch"
                 )
 
+    if blobs.has_theta0():
+        try:
+            blobs.read_theta0()
+        except IntegrityError as exc:
+            found.problems.append(str(exc))
+
     found.garbage.extend(_garbage(store, blobs, known=set(status)))
     return VerifyReport(
         ok=not found.problems,

@@ -17,6 +17,7 @@ from server.registry.entities import (
     ComponentRecord,
     ModelVersion,
     RegistrySettings,
+    SiloTombstone,
     StatusFilter,
     StoreKind,
     SumPointer,
@@ -44,6 +45,7 @@ class MemoryMetadataStore(MetadataStore):
         self._members: dict[str, set[int]] = {}  # component id → versions that include it
         self._pointer: SumPointer | None = None
         self._audit: list[AuditEvent] = []
+        self._tombstones: dict[str, SiloTombstone] = {}
 
     # -- transactions ------------------------------------------------------------------------
 
@@ -163,6 +165,20 @@ class MemoryMetadataStore(MetadataStore):
     def has_silo(self, silo: str) -> bool:
         with self._lock:
             return any(r.silo == silo for r in self._components.values())
+
+    # -- tombstones --------------------------------------------------------------------------
+
+    def get_tombstone(self, silo: str) -> SiloTombstone | None:
+        with self._lock:
+            return self._tombstones.get(silo)
+
+    def put_tombstone(self, tombstone: SiloTombstone) -> None:
+        with self._lock:
+            self._put(self._tombstones, tombstone.silo, tombstone)
+
+    def list_tombstones(self) -> list[SiloTombstone]:
+        with self._lock:
+            return [self._tombstones[s] for s in sorted(self._tombstones)]
 
     # -- versions ----------------------------------------------------------------------------
 

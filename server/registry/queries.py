@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+import torch
+
 from common.components import Component, Delta, Weighting
 from common.errors import NotFoundError
 from common.files import atomic_write_bytes
@@ -117,6 +119,11 @@ class RegistryReader:
                 raise NotFoundError(f"component {component_id[:12]}… was just forgotten") from None
             raise
 
+    def theta0(self) -> dict[str, torch.Tensor]:
+        """θ0 as stored in the registry, verified against the base's hash."""
+        with self._reading():
+            return self._blobs.read_theta0()
+
     def silos(self) -> list[SiloSummary]:
         with self._reading():
             return self._store.silo_summaries()
@@ -207,6 +214,7 @@ class RegistryReader:
             silos = self._store.silo_summaries()
             events = self._store.count_audit()
         settings = self._settings
+        tombstoned = len([t for t in self._store.list_tombstones() if t.active])
         return RegistryStatus(
             root=str(self.root),
             store=self._store.kind,
@@ -222,6 +230,7 @@ class RegistryReader:
             versions=len(versions),
             audit_events=events,
             created_at=settings.created_at,
+            tombstoned=tombstoned,
         )
 
     def audit_log(self, since: int | datetime | None = None) -> list[AuditEvent]:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+import torch
 from pydantic import ValidationError
 
 from common.components import (
@@ -26,12 +28,14 @@ from common.components import (
     component_to_bytes,
     validate_component,
 )
+from common.data.inputs import DataSpec
 from common.errors import (
     ConfigError,
     IntegrityError,
     NotFoundError,
     RegistryError,
 )
+from server.registry.admission import AdmissionMixin
 from server.registry.blobs import ensure_private_dir
 from server.registry.entities import (
     AuditEvent,
@@ -46,13 +50,12 @@ from server.registry.entities import (
 )
 from server.registry.errors import (
     ForgottenComponentError,
+    ForgottenSiloError,
     RegistryExistsError,
     RegistryIncompleteError,
-    RegistryMismatchError,
 )
 from server.registry.maintenance import run_recover, run_verify
 from server.registry.memory import MemoryMetadataStore
-from server.registry.queries import RegistryReader
 from server.registry.sqlite import DB_FILENAME, SQLiteMetadataStore
 from server.registry.store import MetadataStore
 from server.registry.summing import Garbage
@@ -61,7 +64,7 @@ _log = logging.getLogger(__name__)
 _LAYOUT = (DB_FILENAME, "blobs", "sums", "versions")
 
 
-class Registry(RegistryReader):
+class Registry(AdmissionMixin):
     """Components, versions and the audit log of one federation (one base θ0).
 
     Use :meth:`create`, :meth:`open` or :meth:`open_or_create`; close it (or use it as a
@@ -82,14 +85,20 @@ class Registry(RegistryReader):
         store: StoreKind = "sqlite",
         actor: str = "server",
         busy_timeout_s: float = 60.0,
+        theta0: Mapping[str, torch.Tensor] | None = None,
+        data: DataSpec | None = None,
     ) -> Registry:
-        """A new, empty registry at ``root`` (created owner-only)."""
+        """A new, empty registry at ``root`` (created owner-only). ``theta0`` (the base's
+        tensors, checked against its hash) is stored with it, so that the registry alone
+        rebuilds the model; ``data`` is the federation's label space and input spec."""
         root = Path(root)
         present = [name for name in _LAYOUT if (root / name).exists()]
         if present:
             raise RegistryExistsError(f"{root} already holds a registry ({', '.join(present)})")
         try:
-            settings = RegistrySettings(base=base, weighting=weighting, max_norm=max_norm)
+            settings = RegistrySettings(
+                base=base, weighting=weighting, max_norm=max_norm, data=data
+            )
         except ValidationError as exc:
             raise ConfigError(f"invalid registry settings: {exc}") from exc
         ensure_private_dir(root)
@@ -107,11 +116,20 @@ class Registry(RegistryReader):
         registry = cls(root, metadata, settings)
         registry._blobs.ensure_dirs()
         with metadata.transaction():
+            if theta0 is not None:
+                registry._blobs.write_theta0(theta0)
             metadata.put_settings(settings)
             metadata.audit(
                 actor,
                 "create",
-                details={"weighting": weighting, "max_norm": max_norm, "store": store},
+                details={
+                    "weighting": weighting,
+                    "max_norm": max_norm,
+                    "store": store,
+                    "theta0_stored": theta0 is not None,
+                    "classes": list(data.classes) if data is not None else None,
+                    "input": data.input.model_dump(mode="json") if data is not None else None,
+                },
                 hashes={"base": base.sha256},
             )
         return registry
@@ -150,9 +168,12 @@ class Registry(RegistryReader):
         store: StoreKind = "sqlite",
         actor: str = "server",
         busy_timeout_s: float = 60.0,
+        theta0: Mapping[str, torch.Tensor] | None = None,
+        data: DataSpec | None = None,
     ) -> Registry:
         """Open the registry at ``root`` if there is one (it must hold the same base,
-        weighting and norm bound), else create it. A memory registry is always new."""
+        weighting, norm bound and data spec), else create it. A memory registry is always
+        new. An older registry that lacks θ0 or the data spec gets them (audited)."""
         root = Path(root)
         if store != "sqlite" or not (root / DB_FILENAME).exists():
             try:
@@ -164,6 +185,8 @@ class Registry(RegistryReader):
                     store=store,
                     actor=actor,
                     busy_timeout_s=busy_timeout_s,
+                    theta0=theta0,
+                    data=data,
                 )
             except RegistryExistsError:
                 if store != "sqlite" or not (root / DB_FILENAME).exists():
@@ -171,8 +194,9 @@ class Registry(RegistryReader):
                 # Another process created it first: open theirs.
         registry = cls._open_when_ready(root, actor, busy_timeout_s)
         try:
-            registry._check_matches(base, weighting, max_norm)
-        except RegistryMismatchError:
+            registry._check_matches(base, weighting, max_norm, data)
+            registry._complete(theta0, data, actor)
+        except BaseException:
             registry.close()
             raise
         return registry
@@ -190,22 +214,6 @@ class Registry(RegistryReader):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-
-    def _check_matches(
-        self, base: BaseRecord, weighting: Weighting, max_norm: float | None
-    ) -> None:
-        held = self._settings
-        if not held.base.same_base(base):
-            raise RegistryMismatchError(
-                f"the registry at {self.root} holds components of base {held.base.sha256}, "
-                f"but the caller has base {base.sha256}: use another registry folder"
-            )
-        if (held.weighting, held.max_norm) != (weighting, max_norm):
-            raise RegistryMismatchError(
-                f"the registry at {self.root} was created with weighting={held.weighting}, "
-                f"max_norm={held.max_norm}; the caller asks weighting={weighting}, "
-                f"max_norm={max_norm}"
-            )
 
     def close(self) -> None:
         with self._lock:
@@ -246,6 +254,12 @@ class Registry(RegistryReader):
         self._composer.check_composable(component)
         data = component_to_bytes(component)  # outside the lock: CPU only
         with self._writing():
+            buried = self._store.get_tombstone(component.meta.silo)
+            if buried is not None and buried.active:
+                raise ForgottenSiloError(
+                    f"silo {component.meta.silo!r} was {buried.refusal()}; its components are "
+                    "refused until the operator readmits it"
+                )
             existing = self._store.get_component(component.id)
             if existing is not None and existing.status == "active":
                 return existing
@@ -334,13 +348,17 @@ class Registry(RegistryReader):
         """Remove a silo's components (or one component) from the model: exactly, without
         retraining. The new version is bit-identical to composing the remaining components
         from scratch; the removed components' files are deleted, and so are the stored Δ of
-        older versions that included them. Repeating a forget is a no-op."""
+        older versions that included them. Forgetting a silo also tombstones it: its later
+        contributions are refused until :meth:`readmit`. Repeating a forget is a no-op."""
         if (silo is None) == (component_id is None):
             raise RegistryError("forget needs exactly one of silo or component_id")
         with self._writing():
             if silo is not None:
                 if not self._store.has_silo(silo):
                     raise NotFoundError(f"no component of silo {silo!r} in the registry")
+                buried = self._store.get_tombstone(silo)
+                if buried is None or not buried.active:
+                    self._bury(silo, actor=actor, reason=reason)
                 targets = self._store.list_components(silo=silo, status="active")
             else:
                 record = self._store.get_component(str(component_id))
@@ -350,6 +368,10 @@ class Registry(RegistryReader):
             if not targets:
                 current = self._store.latest_version()
                 if current is None:
+                    if silo is not None:  # tombstoned before any version existed
+                        raise RegistryError(
+                            f"silo {silo!r} is forgotten, but the registry has no version yet"
+                        )
                     raise IntegrityError("forgotten components but no version: run verify")
                 return ForgetResult(removed=(), version=current)
             for record in targets:

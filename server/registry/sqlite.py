@@ -25,6 +25,7 @@ from server.registry.entities import (
     ComponentRecord,
     ModelVersion,
     RegistrySettings,
+    SiloTombstone,
     StatusFilter,
     StoreKind,
     SumPointer,
@@ -85,6 +86,42 @@ class SQLiteMetadataStore(MetadataStore):
             raise SchemaVersionError(
                 f"{self.path} has registry schema {version}; this code reads up to "
                 f"{SCHEMA_VERSION}: upgrade the server"
+            )
+        if version < SCHEMA_VERSION:
+            self._migrate(version)
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older database up to :data:`SCHEMA_VERSION`, in one transaction."""
+        with self.transaction():
+            current = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+            for target in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in convert.MIGRATIONS[target]:
+                    self._conn.execute(statement)
+            if current < 2 <= SCHEMA_VERSION:
+                self._backfill_tombstones()
+            settings = self.get_settings()
+            if settings is not None:
+                self.put_settings(settings.model_copy(update={"schema_version": SCHEMA_VERSION}))
+            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _backfill_tombstones(self) -> None:
+        # Before v2 a forgotten silo was only a set of forgotten rows and audit events:
+        # the last silo-wide forget of a silo with nothing active left becomes its tombstone.
+        last: dict[str, AuditEvent] = {}
+        for event in self.list_audit():
+            if event.action == "forget" and event.silo and event.details.get("requested") == "silo":
+                last[event.silo] = event
+        for silo, event in sorted(last.items()):
+            if self.list_components(silo=silo, status="active"):
+                continue
+            reason = event.details.get("reason")
+            self.put_tombstone(
+                SiloTombstone(
+                    silo=silo,
+                    forgotten_at=event.at,
+                    reason=reason if isinstance(reason, str) else "",
+                    actor=event.actor,
+                )
             )
 
     # -- transactions ------------------------------------------------------------------------
@@ -237,6 +274,22 @@ class SQLiteMetadataStore(MetadataStore):
 
     def has_silo(self, silo: str) -> bool:
         return bool(self._rows("SELECT 1 FROM components WHERE silo = ? LIMIT 1", (silo,)))
+
+    # -- tombstones --------------------------------------------------------------------------
+
+    def get_tombstone(self, silo: str) -> SiloTombstone | None:
+        rows = self._rows("SELECT body FROM tombstones WHERE silo = ?", (silo,))
+        return SiloTombstone.model_validate_json(rows[0]["body"]) if rows else None
+
+    def put_tombstone(self, tombstone: SiloTombstone) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO tombstones (silo, body) VALUES (?, ?)",
+            (tombstone.silo, tombstone.model_dump_json()),
+        )
+
+    def list_tombstones(self) -> list[SiloTombstone]:
+        rows = self._rows("SELECT body FROM tombstones ORDER BY silo")
+        return [SiloTombstone.model_validate_json(r["body"]) for r in rows]
 
     # -- versions ----------------------------------------------------------------------------
 

@@ -18,6 +18,12 @@ from server.registry.entities import (
     canonical_json,
 )
 
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # v1 → v2: tombstones of silos forgotten on request (permanent forgetting).
+    2: ("CREATE TABLE IF NOT EXISTS tombstones (silo TEXT PRIMARY KEY, body TEXT NOT NULL)",),
+}
+"""Statements that bring a database from the previous schema version to the key's."""
+
 DDL = (
     """CREATE TABLE settings (
         id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL)""",
@@ -51,6 +57,7 @@ DDL = (
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
     """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+    *(MIGRATIONS[2]),
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 

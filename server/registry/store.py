@@ -26,6 +26,7 @@ from server.registry.entities import (
     ModelVersion,
     RegistrySettings,
     SiloSummary,
+    SiloTombstone,
     StatusFilter,
     StoreKind,
     SumPointer,
@@ -100,6 +101,20 @@ class MetadataStore(ABC):
     @abstractmethod
     def has_silo(self, silo: str) -> bool:
         """Whether any component (active or forgotten) ever came from ``silo``."""
+
+    # -- tombstones (silos forgotten on request) -----------------------------------------------
+
+    @abstractmethod
+    def get_tombstone(self, silo: str) -> SiloTombstone | None:
+        """The silo's tombstone, lifted or not; None if it was never forgotten as a silo."""
+
+    @abstractmethod
+    def put_tombstone(self, tombstone: SiloTombstone) -> None:
+        """Insert or replace the silo's tombstone (inside the caller's transaction)."""
+
+    @abstractmethod
+    def list_tombstones(self) -> list[SiloTombstone]:
+        """Every tombstone, lifted or not, ordered by silo."""
 
     # -- versions ----------------------------------------------------------------------------
 
@@ -190,10 +205,16 @@ class MetadataStore(ABC):
         rows: dict[str, list[ComponentRecord]] = {}
         for record in self.list_components(status="all"):
             rows.setdefault(record.silo, []).append(record)
-        return [_summarise(silo, rows[silo]) for silo in sorted(rows)]
+        tombstones = {t.silo: t for t in self.list_tombstones() if t.active}
+        return [
+            _summarise(silo, rows.get(silo, []), tombstones.get(silo))
+            for silo in sorted(set(rows) | set(tombstones))
+        ]
 
 
-def _summarise(silo: str, records: list[ComponentRecord]) -> SiloSummary:
+def _summarise(
+    silo: str, records: list[ComponentRecord], tombstone: SiloTombstone | None
+) -> SiloSummary:
     active = [r for r in records if r.status == "active"]
     return SiloSummary(
         silo=silo,
@@ -203,6 +224,8 @@ def _summarise(silo: str, records: list[ComponentRecord]) -> SiloSummary:
         classes=tuple(sorted({c for r in active for c in r.classes})),
         rounds=tuple(sorted({r.round for r in active})),
         last_added_at=max((r.added_at for r in active), default=None),
+        forgotten_on=tombstone.forgotten_at if tombstone else None,
+        forgotten_reason=tombstone.reason if tombstone else None,
     )
 
 

@@ -1,0 +1,68 @@
+"""The :class:`~common.data.inputs.DataSpec` a federation gets from its server's dataset:
+class names in label order, and how images are prepared (channels, size, normalisation).
+
+``digits`` is scikit-learn's: ten classes named ``"0"``…``"9"``, one 8×8 channel in [0, 1],
+ink high (an image file is inverted on the way in). CIFAR uses its own statistics, an
+ImageFolder ImageNet's (the usual choice for ImageNet-pre-trained backbones).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from common.data.inputs import (
+    GRAY_MEAN,
+    GRAY_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DataSpec,
+    InputSpec,
+)
+from common.data.spec import DatasetSpec
+from common.data.torchvision_sources import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
+from common.errors import ConfigError
+
+DIGITS_INPUT = InputSpec(channels=1, size=8, invert=True)
+DIGITS_CLASSES = tuple(str(digit) for digit in range(10))
+
+
+def folder_input(*, channels: int, size: int) -> InputSpec:
+    """The input spec of ImageFolder images: ``channels`` (1 or 3) × ``size`` px, normalised
+    with ImageNet's statistics (their mean for one channel)."""
+    if channels not in (1, 3):
+        raise ConfigError(f"image folders give 1 or 3 channels, not {channels}")
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else (GRAY_MEAN, GRAY_STD)
+    return InputSpec(channels=channels, size=size, mean=mean, std=std)
+
+
+def dataset_data_spec(
+    spec: DatasetSpec,
+    *,
+    classes: Sequence[str] | None = None,
+    channels: int | None = None,
+) -> DataSpec:
+    """The label space and input spec of ``spec``'s data. For image folders, ``classes``
+    gives the label space (its order is the label order; default: the folder's class
+    folders) and ``channels`` the input channels (default 3). CIFAR's class names are read
+    from its files (they must be present)."""
+    if (channels is not None or classes) and spec.name != "imagefolder":
+        raise ConfigError(
+            f"class-names and in-channels apply to imagefolder data; {spec.name!r} has its own"
+        )
+    if spec.name == "digits":
+        return DataSpec(classes=DIGITS_CLASSES, input=DIGITS_INPUT)
+    if spec.name == "imagefolder":
+        names = tuple(classes) if classes else tuple(spec.class_folders())
+        return DataSpec(
+            classes=names, input=folder_input(channels=channels or 3, size=spec.input_size)
+        )
+    from common.data.datasets import load_dataset  # reads CIFAR's files for its class names
+
+    mean, std = (
+        (CIFAR10_MEAN, CIFAR10_STD) if spec.name == "cifar10" else (CIFAR100_MEAN, CIFAR100_STD)
+    )
+    names = tuple(load_dataset(spec, train=False).classes)
+    return DataSpec(classes=names, input=InputSpec(channels=3, size=32, mean=mean, std=std))
+
+
+__all__ = ["DIGITS_CLASSES", "DIGITS_INPUT", "dataset_data_spec", "folder_input"]
