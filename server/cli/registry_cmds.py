@@ -1,4 +1,5 @@
-"""``tmc registry ...``: look into a registry (list, status, verify, audit, history)."""
+"""``tmc registry ...``: look into a registry (list, status, verify, audit, versions,
+history)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from server.cli.admin_cmds import (
 )
 from server.cli.options import JsonOption, RegistryOption
 from server.cli.output import EXIT_USAGE, console, emit_json, handle_errors, table
-from server.federation import read_history
+from server.cli.timeline import current_model, model_events, timeline, version_rows
+from server.federation import RoundSummary, read_history
 from server.registry import Registry
 
 registry_app = typer.Typer(
@@ -186,51 +188,100 @@ def audit(
         )
 
 
+@registry_app.command("versions")
+def versions(registry: RegistryOption, as_json: JsonOption = False) -> None:
+    """Every model version: number, time, round, reason, actor, components, silos,
+    weighting, purged (its Δ deleted by a forget), accuracy (from the round that made it),
+    and which one is current."""
+    with handle_errors(as_json=as_json), Registry.open(registry, actor="cli") as opened:
+        rows = version_rows(opened, read_history(registry))
+        if as_json:
+            emit_json(rows)
+            return
+        console.print(
+            table(
+                f"{len(rows)} version(s) of {registry}",
+                ["", "version", "created", "round", "components", "silos", "accuracy", "reason"],
+                [
+                    [
+                        "current" if r["current"] else ("purged" if r["purged"] else ""),
+                        r["number"],
+                        r["created_at"][:19],
+                        r["round"],
+                        r["components"],
+                        ", ".join(r["silos"]),
+                        r["accuracy"],
+                        r["reason"],
+                    ]
+                    for r in rows
+                ],
+            )
+        )
+
+
 @registry_app.command("history")
 def history(
     registry: RegistryOption,
     plot: Annotated[Path | None, typer.Option(help="save accuracy per round as a PNG")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Rounds run against this registry: components, accuracy, refusals."""
-    with handle_errors(as_json=as_json):
+    """Rounds run against this registry (components, accuracy, refusals), interleaved in
+    time order with forgets and readmissions (from the audit log), and the current model."""
+    with handle_errors(as_json=as_json), Registry.open(registry, actor="cli") as opened:
         rounds = read_history(registry)
+        events = model_events(opened.audit_log())
+        current = current_model(opened)
         if plot is not None:
             from server.cli.plots import plot_history
 
             plot_history(rounds, plot)
         if as_json:
-            emit_json([r.model_dump(mode="json") for r in rounds])
+            emit_json(
+                {
+                    "rounds": [r.model_dump(mode="json") for r in rounds],
+                    "events": [{**e, "at": e["at"].isoformat()} for e in events],
+                    "current": current,
+                }
+            )
             return
         console.print(
             table(
-                f"Rounds of {registry}",
-                [
-                    "run",
-                    "round",
-                    "new",
-                    "refused",
-                    "idle",
-                    "components",
-                    "accuracy",
-                    "federated",
-                    "s",
-                ],
-                [
-                    [
-                        r.run_id % 100_000,
-                        r.round,
-                        len(r.accepted),
-                        len(r.rejected),
-                        len(r.idle),
-                        r.components,
-                        r.accuracy,
-                        r.federated_accuracy,
-                        round(r.seconds, 1),
-                    ]
-                    for r in rounds
-                ],
+                f"History of {registry}",
+                ["at", "event", "details", "components", "version", "accuracy", "federated"],
+                [_history_row(item) for _, item in timeline(rounds, events)],
             )
         )
+        if current is None:
+            console.print("current model: none (no version committed yet)")
+        else:
+            console.print(
+                f"current model: version {current['version']}, {current['components']} "
+                f"component(s) of {len(current['silos'])} silo(s) ({', '.join(current['silos'])})",
+                highlight=False,
+            )
         if plot is not None:
             console.print(f"plot written to {plot}")
+
+
+def _history_row(item: RoundSummary | dict[str, Any]) -> list[Any]:
+    if isinstance(item, RoundSummary):
+        details = (
+            f"run {item.run_id % 100_000}: {len(item.accepted)} new, {len(item.rejected)} "
+            f"refused, {len(item.idle)} idle, {item.seconds:.1f} s"
+        )
+        return [
+            item.finished_at.isoformat(timespec="seconds"),
+            f"round {item.round}",
+            details,
+            item.components,
+            item.version,
+            item.accuracy,
+            item.federated_accuracy,
+        ]
+    at = item["at"].isoformat(timespec="seconds")
+    reason = f": {item['reason']}" if item["reason"] else ""
+    if item["action"] == "forget":
+        details = f"{item['components']} component(s) removed by {item['actor']}{reason}"
+        return [at, f"forget {item['silo']}", details, None, item["version"], None, None]
+    details = f"readmitted by {item['actor']}{reason}"
+    return [at, f"readmit {item['silo']}", details, None, None, None, None]

@@ -40,6 +40,7 @@ from server.registry.exporting import (
     read_composition,
 )
 from server.registry.memory import MemoryMetadataStore
+from server.registry.model_file import model_bytes, model_metadata
 from server.registry.registry import Registry
 from server.registry.sqlite import SQLiteMetadataStore
 from server.registry.store import MetadataStore
@@ -78,5 +79,7 @@ __all__ = [
     "StoreKind",
     "VerifyReport",
     "composition_bytes",
+    "model_bytes",
+    "model_metadata",
     "read_composition",
 ]

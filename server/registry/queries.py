@@ -30,6 +30,7 @@ from server.registry.entities import (
 )
 from server.registry.errors import MissingBlobError, RegistryClosedError
 from server.registry.exporting import AuditFormat, write_audit
+from server.registry.model_file import exportable, model_bytes, require_data
 from server.registry.store import MetadataStore
 from server.registry.summing import Composer
 
@@ -202,6 +203,47 @@ class RegistryReader:
                 "export",
                 details={"exclude_silos": excluded, "count": len(ids), "path": destination},
                 hashes={"export": sha256_hex(data), "delta": tensors_sha256(delta)},
+            )
+        return data
+
+    def export_model_bytes(self, version: int | None = None, *, actor: str = "admin") -> bytes:
+        """The full model of a version (the current one by default): θ0, its composed Δ and
+        metadata in one safetensors file (``model_file``) that the standalone loader runs.
+        Byte-identical for the same version; audited as an export."""
+        return self._export_model(version, actor, destination=None)
+
+    def export_model(
+        self, path: Path | str, version: int | None = None, *, actor: str = "admin"
+    ) -> str:
+        """Write :meth:`export_model_bytes` to ``path`` atomically (0o600); returns its sha256."""
+        path = Path(path)
+        data = self._export_model(version, actor, destination=str(path))
+        atomic_write_bytes(path, data, mode=0o600)
+        return sha256_hex(data)
+
+    def _export_model(self, version: int | None, actor: str, destination: str | None) -> bytes:
+        data_spec = require_data(self._settings.data, self.root)
+        with self._writing():
+            chosen = exportable(self.version(version))
+            theta0 = self._blobs.read_theta0()
+            delta = self._blobs.read_version_delta(chosen.blob_sha256, chosen.delta_sha256)
+            data = model_bytes(
+                theta0, delta, base=self._settings.base, data=data_spec, version=chosen
+            )
+            self._store.audit(
+                actor,
+                "export",
+                details={
+                    "kind": "model",
+                    "version": chosen.number,
+                    "count": chosen.count,
+                    "path": destination,
+                },
+                hashes={
+                    "export": sha256_hex(data),
+                    "delta": chosen.delta_sha256,
+                    "base": self._settings.base.sha256,
+                },
             )
         return data
 

@@ -98,11 +98,16 @@ def test_forget_of_another_silo_is_refused_with_status_2(
 
 def test_export_over_the_api(root: Path, tmp_path: Path, remote: dict[str, Path | str]) -> None:
     out = tmp_path / "model.safetensors"
-    code, payload = _run("export", "--out", str(out), *_server_args(remote, "operator"), "--json")
+    server = _server_args(remote, "operator")
+    code, payload = _run("export", "--out", str(out), "--delta-only", *server, "--json")
     assert code == 0, payload
     with Registry.open(root, actor="test") as local:
         assert out.read_bytes() == local.export_bytes()
     assert payload["bytes"] == out.stat().st_size
+    # The API streams the composed Δ only; the full model is exported where the registry is.
+    code, payload = _run("export", "--out", str(out), *server, "--json")
+    assert code == 2
+    assert "--delta-only" in payload["message"]
 
 
 def test_token_from_the_environment(

@@ -11,6 +11,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from common.components import Component, ComponentMeta, Delta
+from common.data import DatasetSpec
+from common.data.dataset_inputs import dataset_data_spec
 from common.models import MaterializedBase
 from server.cli import app
 from server.registry import BaseRecord, Registry
@@ -22,7 +24,12 @@ runner = CliRunner()
 @pytest.fixture
 def registry(tmp_path: Path, digits_base: MaterializedBase) -> Path:
     root = tmp_path / "registry"
-    with Registry.create(root, base=BaseRecord.from_materialized(digits_base)) as opened:
+    with Registry.create(
+        root,
+        base=BaseRecord.from_materialized(digits_base),
+        theta0=digits_base.theta0(),
+        data=dataset_data_spec(DatasetSpec(name="digits")),
+    ) as opened:
         for index, silo in enumerate(["silo-0", "silo-0", "silo-1", "silo-2"]):
             delta = Delta(random_delta(digits_base, seed=index, scale=0.01))
             meta = ComponentMeta(
@@ -82,7 +89,7 @@ def test_compose_without_a_silo_equals_export_after_forgetting_it(
     assert isinstance(forgotten, dict)
     assert len(forgotten["removed"]) == 2
     after = tmp_path / "export.safetensors"
-    _json(["export", "--registry", str(registry), "--out", str(after), "--json"])
+    _json(["export", "--registry", str(registry), "--delta-only", "--out", str(after), "--json"])
     assert before.read_bytes() == after.read_bytes()
     missing = runner.invoke(
         app, ["forget", "--registry", str(registry), "--silo", "nobody", "--json"]
@@ -104,9 +111,9 @@ def test_evaluate_and_predict(registry: Path, tmp_path: Path) -> None:
     array = tmp_path / "batch.npy"
     np.save(array, np.zeros((3, 1, 8, 8), dtype=np.float32))
     answers = _json(["predict", "--registry", str(registry), str(image), str(array), "--json"])
-    assert isinstance(answers, list)
-    assert len(answers) == 4
-    assert all(0 <= a["class"] < 10 for a in answers)
+    assert isinstance(answers, dict)
+    assert len(answers["predictions"]) == 4
+    assert all(a["class"] == str(a["label"]) for a in answers["predictions"])
 
 
 def test_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
