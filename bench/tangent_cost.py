@@ -4,14 +4,18 @@
                                  [--device cpu|cuda|auto]
 
 For ResNet-18 (``full``: every stage and the head are tangent; ``last-stage``: layer4 and
-the head) and for the built-in small CNN, it times side by side, interleaved (each
-repetition runs every candidate once, in rotating order; median after warm-up):
+the head), the built-in small CNN and EfficientNet-Lite0 (28 px grey input resized to 64
+inside the network, as in the strong-backbone accuracy regime; depthwise convs, ReLU6), it
+times side by side, interleaved (each repetition runs every candidate once, in rotating
+order; median after warm-up):
 
-* forward (no grad): the plain network, the tangent model (``TangentModel``) and
-  ``torch.func.jvp`` (``jvp_forward``) with the same Δ;
+* forward (no grad): the plain network, the tangent model on the dual-path engine
+  (``TangentModel(path="dual")``, "tangent") and on the generic path
+  (``TangentModel(path="jvp")``: ``torch.func.jvp`` over ``functional_call``, "jvp") with
+  the same Δ;
 * training step (forward + backward, no optimiser): plain fine-tuning of the tangent
-  parameters (only they require grad, normalisation in eval mode as in TMC), the tangent
-  model (gradient w.r.t. Δ), and ``jvp_forward`` with Δ tensors that require grad.
+  parameters (only they require grad, normalisation in eval mode as in TMC) and both
+  tangent paths (gradient w.r.t. Δ; the generic path takes it as Jᵀg at θ0).
 
 FLOP ratios come from ``torch.utils.flop_counter.FlopCounterMode`` over the very calls that
 were timed, so a time ratio can be judged against its floor (design/benchmarks.md). The
@@ -33,7 +37,7 @@ from bench.machine import describe_machine
 from bench.timing import Stats, interleaved_medians, paired_ratio
 from common.device import resolve_device
 from common.models import BaseModelSpec, MaterializedBase, materialize
-from common.tangent import TangentModel, jvp_forward
+from common.tangent import TangentModel
 
 RESULTS = Path(__file__).parent / "results"
 CANDIDATES = ("plain", "tangent", "jvp")
@@ -58,14 +62,15 @@ def _candidates(
 ) -> tuple[dict[str, Callable[[], object]], dict[str, Callable[[], object]]]:
     """(forward, training step) closures for plain, tangent and jvp on the same Δ."""
     network = base.network.to(device)
-    model = TangentModel(network, base.tangent_names).to(device)
+    model = TangentModel(network, base.tangent_names, path="dual").to(device)
+    generic = TangentModel(network, base.tangent_names, path="jvp").to(device)
     delta = _random_delta(base, device)
     model.load_delta(delta)
+    generic.load_delta(delta)
     tuned = copy.deepcopy(network)  # plain fine-tuning of the same parameter subset
     for name, param in tuned.named_parameters():
         param.requires_grad_(name in set(base.tangent_names))
     trainable = [p for p in tuned.parameters() if p.requires_grad]
-    leaf_delta = {n: t.clone().requires_grad_(True) for n, t in delta.items()}
 
     def forward_plain() -> object:
         with torch.no_grad():
@@ -77,7 +82,7 @@ def _candidates(
 
     def forward_jvp() -> object:
         with torch.no_grad():
-            return jvp_forward(network, delta, x)
+            return generic(x)
 
     def train_plain() -> object:
         for p in trainable:
@@ -91,9 +96,8 @@ def _candidates(
         return None
 
     def train_jvp() -> object:
-        for t in leaf_delta.values():
-            t.grad = None
-        jvp_forward(network, leaf_delta, x).square().mean().backward()
+        generic.zero_grad(set_to_none=True)
+        generic(x).square().mean().backward()
         return None
 
     forward = {"plain": forward_plain, "tangent": forward_tangent, "jvp": forward_jvp}
@@ -116,10 +120,15 @@ def measure_scope(
     reps: int,
     warmup: int,
     device: torch.device,
+    input_size: int | None = None,
 ) -> dict[str, object]:
     """Time ratios, FLOP ratios and per-candidate spreads for one base and tangent scope."""
     spec = BaseModelSpec(
-        architecture=architecture, num_classes=10, in_channels=channels, tangent=scope
+        architecture=architecture,
+        num_classes=10,
+        in_channels=channels,
+        tangent=scope,
+        input_size=input_size,
     )
     base = materialize(spec)
     x = torch.randn(batch, channels, size, size, generator=torch.Generator().manual_seed(1))
@@ -172,10 +181,13 @@ def measure_model(
     reps: int,
     warmup: int,
     device: torch.device,
+    input_size: int | None = None,
 ) -> dict[str, object]:
     """Both tangent scopes of one architecture: ``full`` under plain keys, ``last-stage``
     under ``last_stage_`` keys."""
     common = {"batch": batch, "image_size": size, "reps": reps, "warmup": warmup}
+    if input_size is not None:
+        common["network_input_size"] = input_size
     results = [
         measure_scope(
             architecture,
@@ -186,6 +198,7 @@ def measure_model(
             reps=reps,
             warmup=warmup,
             device=device,
+            input_size=input_size,
         )
         for scope in ("full", "last-stage")
     ]
@@ -201,8 +214,11 @@ def run(
     device: str = "auto",
     small_batch: int = 256,
     small_size: int = 8,
+    lite_input_size: int | None = 64,
 ) -> dict[str, object]:
-    """ResNet-18 at ``batch``×``size`` px and the small CNN (digits: 8 px, batch 256)."""
+    """ResNet-18 at ``batch``×``size`` px, the small CNN (digits: 8 px, batch 256) and
+    EfficientNet-Lite0 on ``batch`` 28 px grey images resized to ``lite_input_size``
+    (``None``: not measured; its depthwise convs take seconds on a loaded CPU)."""
     dev = resolve_device(device)
     torch.manual_seed(0)
     result = measure_model(
@@ -217,6 +233,17 @@ def run(
         warmup=warmup,
         device=dev,
     )
+    if lite_input_size is not None:
+        result["efficientnet_lite0"] = measure_model(
+            "efficientnet-lite0",
+            channels=1,
+            batch=batch,
+            size=28,
+            reps=reps,
+            warmup=warmup,
+            device=dev,
+            input_size=lite_input_size,
+        )
     result["machine"] = describe_machine(dev)
     return result
 
@@ -267,9 +294,13 @@ def _table_rows(result: dict[str, object]) -> list[tuple[str, ...]]:
     """One row per model, scope and measurement: ratios of medians, then the medians of
     per-repetition ratios (``paired``)."""
     rows: list[tuple[str, ...]] = []
-    small = result["small_cnn"]
-    assert isinstance(small, dict)
-    for label, data in ((str(result["model"]), result), ("small-cnn", small)):
+    models = [(str(result["model"]), result)]
+    for key, label in (("small_cnn", "small-cnn"), ("efficientnet_lite0", "efficientnet-lite0")):
+        if key in result:  # results written before EfficientNet-Lite0 was measured lack it
+            data = result[key]
+            assert isinstance(data, dict)
+            models.append((label, data))
+    for label, data in models:
         for what, prefix, r, j, f in _ROWS:
             paired = data[f"{prefix}paired_ratios"]
             assert isinstance(paired, dict)
@@ -293,7 +324,10 @@ def markdown(result: dict[str, object]) -> str:
         "# Tangent forward cost (`python -m bench.tangent_cost`)",
         "",
         f"ResNet-18: batch {result['batch']}, {result['image_size']} px; small CNN: batch "
-        f"{small['batch']}, {small['image_size']} px. Median of {result['reps']} interleaved "
+        f"{small['batch']}, {small['image_size']} px; EfficientNet-Lite0: batch "
+        f"{result['batch']}, 28 px resized to 64 in the network. 'tangent' is the dual-path "
+        "engine, 'jvp' the generic torch.func.jvp path of the same TangentModel. Median of "
+        f"{result['reps']} interleaved "
         f"repetitions after {result['warmup']} warm-up rounds. Machine: {machine['cpu_model']}, "
         f"{machine['usable_cores']} cores, {machine['torch_threads']} torch threads, torch "
         f"{machine['torch_version']}, device {machine['device']}"

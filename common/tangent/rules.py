@@ -8,6 +8,8 @@ For a layer with parameters θ0 and tangent parameters Δ:
 * eval-mode BN:   y = x̂·γ0 + β0,       ẏ = t·γ0/σ + x̂·Δγ + Δβ     (x̂ = (x − μ)/σ)
 * ReLU:           y = max(x, 0),       ẏ = t·1[x > 0]   (``threshold_backward``: one pass, as
                   autograd's own ReLU rule, and differentiable in t with the same mask)
+* ReLU6:          y = min(max(x, 0), 6), ẏ = t·1[0 < x < 6]   (``hardtanh_backward``, as
+                  autograd's; EfficientNet-Lite and MobileNetV2 use it)
 * max-pool:       the tangent is gathered at the primal arg-max positions
 * linear ops (pooling, flatten, reshape, add): the same op applied to the tangent
 
@@ -121,6 +123,11 @@ def _relu(_: nn.Module, x: torch.Tensor, t: Tangent, d: Mapping[str, torch.Tenso
     return torch.relu(x), (relu_tangent(t, x) if t is not None else None)
 
 
+def _relu6(_: nn.Module, x: torch.Tensor, t: Tangent, d: Mapping[str, torch.Tensor]) -> Dual:
+    y = F.relu6(x)
+    return y, (torch.ops.aten.hardtanh_backward(t, x, 0.0, 6.0) if t is not None else None)
+
+
 def _max_pool2d(
     m: nn.MaxPool2d, x: torch.Tensor, t: Tangent, d: Mapping[str, torch.Tensor]
 ) -> Dual:
@@ -149,11 +156,13 @@ MODULE_RULES: Mapping[type[nn.Module], ModuleRule] = {
     nn.BatchNorm1d: _batch_norm,
     nn.BatchNorm2d: _batch_norm,
     nn.ReLU: _relu,
+    nn.ReLU6: _relu6,
     nn.MaxPool2d: _max_pool2d,
     nn.AdaptiveAvgPool2d: _linear_module,
     nn.AvgPool2d: _linear_module,
     nn.Flatten: _linear_module,
     nn.Identity: _linear_module,
+    nn.ZeroPad2d: _linear_module,
     nn.Dropout: _dropout,
 }
 

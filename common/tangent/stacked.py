@@ -182,6 +182,7 @@ STACKED_MODULE_RULES: Mapping[type[nn.Module], StackedRule] = {
     nn.ReLU: _relu,
     nn.AdaptiveAvgPool2d: _batchwise_module,
     nn.AvgPool2d: _batchwise_module,
+    nn.ZeroPad2d: _batchwise_module,
     nn.Flatten: _flatten,
     nn.Identity: _identity,
     nn.Dropout: _identity,

@@ -44,13 +44,21 @@ def _check_model(result: dict[str, object], model: str) -> None:
 
 def test_run_on_tiny_sizes_gives_every_ratio(tmp_path: Path) -> None:
     result = tangent_cost.run(
-        batch=2, size=32, reps=2, warmup=1, device="cpu", small_batch=4, small_size=8
+        batch=2,
+        size=32,
+        reps=2,
+        warmup=1,
+        device="cpu",
+        small_batch=4,
+        small_size=8,
+        lite_input_size=None,
     )
     assert (result["batch"], result["image_size"], result["reps"]) == (2, 32, 2)
     _check_model(result, "resnet18")
     small = result["small_cnn"]
     assert isinstance(small, dict)
     _check_model(small, "small-cnn")
+    assert "efficientnet_lite0" not in result
     # The FLOP floor of full linearisation: each linearised conv runs three times
     # (the first one twice), so the ratio lies between 2 and 3.
     assert 2.0 < float(result["flop_ratio"]) < 3.0  # type: ignore[arg-type]
@@ -60,7 +68,29 @@ def test_run_on_tiny_sizes_gives_every_ratio(tmp_path: Path) -> None:
     assert {"cpu_model", "cpu_cores", "torch_threads", "torch_version", "device"} <= machine.keys()
     text = json.dumps(result)  # JSON-ready as it is
     assert "NaN" not in text
-    assert "| resnet18 | forward, full |" in tangent_cost.markdown(result)
+    text = tangent_cost.markdown(result)
+    assert "| resnet18 | forward, full |" in text
+    assert "efficientnet-lite0" not in text
+
+
+def test_efficientnet_lite_last_stage_gives_every_ratio() -> None:
+    """The strong-backbone base on both tangent paths (its last stage only: the depthwise
+    convs of the full scope take tens of seconds on a loaded 2-core CPU)."""
+    cpu = tangent_cost.resolve_device("cpu")
+    result = tangent_cost.measure_scope(
+        "efficientnet-lite0",
+        "last-stage",
+        channels=1,
+        batch=2,
+        size=28,
+        reps=2,
+        warmup=1,
+        device=cpu,
+        input_size=32,
+    )
+    for key in RATIO_KEYS:
+        assert _positive(result[key]), key
+    assert 1.0 < float(result["flop_ratio"]) < 3.0  # type: ignore[arg-type]
 
 
 def test_main_writes_json_and_markdown(

@@ -1,4 +1,5 @@
-"""The dual-path tangent forward is exact: it equals ``torch.func.jvp`` and is linear in Δ."""
+"""The tangent forward is exact on both paths (the dual-path engine and the generic
+``torch.func.jvp`` path): it equals ``torch.func.jvp`` and is linear in Δ."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from torch import nn
 
 from common.errors import ComponentSchemaError, TangentError
 from common.models import BaseModelSpec, MaterializedBase, materialize
-from common.tangent import TangentModel, jvp_forward, jvp_forward_dual
+from common.tangent import PathChoice, TangentModel, jvp_forward, jvp_forward_dual
 from tests.helpers import random_delta, randomize_batchnorm
 
 CASES = [
@@ -30,12 +31,17 @@ def _base(architecture: str, channels: int, scope: str) -> MaterializedBase:
     return base
 
 
+PATHS = ("dual", "jvp")
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize(("architecture", "channels", "size", "scope"), CASES)
 def test_tangent_output_equals_torch_func_jvp(
-    architecture: str, channels: int, size: int, scope: str
+    architecture: str, channels: int, size: int, scope: str, path: PathChoice
 ) -> None:
     base = _base(architecture, channels, scope)
-    model = TangentModel(base.network, base.tangent_names)
+    model = TangentModel(base.network, base.tangent_names, path=path)
+    assert model.path == path
     delta = random_delta(base, seed=1)
     model.load_delta(delta)
     x = torch.randn(4, channels, size, size, generator=torch.Generator().manual_seed(2))
@@ -49,9 +55,10 @@ def test_tangent_output_equals_torch_func_jvp(
     torch.testing.assert_close(primal + tangent, ref_primal + ref_tangent, atol=1e-5, rtol=0)
 
 
-def test_gradient_wrt_delta_equals_autograd_through_jvp() -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_gradient_wrt_delta_equals_autograd_through_jvp(path: PathChoice) -> None:
     base = _base("resnet18", 3, "last-stage")
-    model = TangentModel(base.network, base.tangent_names)
+    model = TangentModel(base.network, base.tangent_names, path=path)
     delta = random_delta(base, seed=3)
     model.load_delta(delta)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
@@ -63,9 +70,10 @@ def test_gradient_wrt_delta_equals_autograd_through_jvp() -> None:
         torch.testing.assert_close(ours[name], ref_delta[name].grad, atol=1e-4, rtol=1e-4)
 
 
-def test_output_is_linear_in_delta() -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_output_is_linear_in_delta(path: PathChoice) -> None:
     base = _base("small-cnn", 1, "full")
-    model = TangentModel(base.network, base.tangent_names)
+    model = TangentModel(base.network, base.tangent_names, path=path)
     d1, d2 = random_delta(base, seed=5), random_delta(base, seed=6)
     x = torch.randn(8, 1, 8, 8)
     with torch.no_grad():
@@ -78,10 +86,11 @@ def test_output_is_linear_in_delta() -> None:
     )
 
 
-def test_base_stays_in_eval_mode_and_frozen() -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_base_stays_in_eval_mode_and_frozen(path: PathChoice) -> None:
     base = _base("small-cnn", 1, "full")
     before = {k: v.clone() for k, v in base.network.state_dict().items()}
-    model = TangentModel(base.network, base.tangent_names)
+    model = TangentModel(base.network, base.tangent_names, path=path)
     model.train()
     assert not base.network.training
     assert all(not p.requires_grad for p in base.network.parameters())
@@ -95,17 +104,19 @@ def test_base_stays_in_eval_mode_and_frozen() -> None:
         assert torch.equal(value, before[key]), key
 
 
-def test_zero_delta_gives_the_base_network() -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_zero_delta_gives_the_base_network(path: PathChoice) -> None:
     base = _base("resnet18", 3, "full")
-    model = TangentModel(base.network, base.tangent_names)
+    model = TangentModel(base.network, base.tangent_names, path=path)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(x), base.network(x), atol=1e-5, rtol=0)
 
 
-def test_load_delta_rejects_wrong_keys_and_shapes() -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_load_delta_rejects_wrong_keys_and_shapes(path: PathChoice) -> None:
     base = _base("small-cnn", 1, "full")
-    model = TangentModel(base.network, base.tangent_names)
+    model = TangentModel(base.network, base.tangent_names, path=path)
     delta = random_delta(base, seed=8)
     name = next(iter(delta))
     with pytest.raises(ComponentSchemaError, match="missing"):
@@ -124,9 +135,20 @@ class _Gelu(nn.Module):
         return self.act(self.fc(x))
 
 
-def test_unsupported_operation_is_refused_when_built() -> None:
+def test_operation_without_rule_takes_the_jvp_path_or_is_refused_on_dual() -> None:
     with pytest.raises(TangentError, match="GELU"):
-        TangentModel(_Gelu(), ("fc.weight",))
+        TangentModel(_Gelu(), ("fc.weight",), path="dual")
+    model = TangentModel(_Gelu(), ("fc.weight",))
+    assert model.path == "jvp"
+    assert model.fallback_reason is not None
+    assert "GELU" in model.fallback_reason
+
+
+def test_every_zoo_cnn_runs_on_the_engine_by_default() -> None:
+    for architecture, channels in (("small-cnn", 1), ("resnet18", 3)):
+        base = _base(architecture, channels, "full")
+        model = TangentModel(base.network, base.tangent_names)
+        assert (model.path, model.fallback_reason) == ("dual", None)
 
 
 def test_unknown_tangent_parameter_is_refused() -> None:
@@ -135,9 +157,10 @@ def test_unknown_tangent_parameter_is_refused() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_tangent_matches_jvp_on_cuda() -> None:  # pragma: no cover - GPU machines only
+@pytest.mark.parametrize("path", PATHS)
+def test_tangent_matches_jvp_on_cuda(path: PathChoice) -> None:  # pragma: no cover - GPU only
     base = _base("resnet18", 3, "full")
-    model = TangentModel(base.network, base.tangent_names).cuda()
+    model = TangentModel(base.network, base.tangent_names, path=path).cuda()
     delta = {n: t.cuda() for n, t in random_delta(base, seed=9).items()}
     x = torch.randn(4, 3, 32, 32, device="cuda")
     with torch.no_grad():
