@@ -1,16 +1,18 @@
 """The ClientApp: what runs on a silo's node.
 
-It answers four messages (see ``common.federation.messages``): ``query.hello`` (who am I,
-do I hold θ0), ``query.theta0`` (keep θ0, verified), ``train.component`` (train one
-tangent component on one increment of local data, on CUDA when present, and reply with
-the tangent arrays and metadata only) and ``evaluate`` (score the composed model on local
-test data). Nothing else leaves the node: no samples, no gradients, no raw labels beyond a
-label histogram.
+It answers five messages (see ``common.federation.messages``): ``query.hello`` (who am I,
+what data do I hold, do I hold θ0), ``query.theta0`` (keep θ0, verified),
+``query.refused`` (the server does not admit this silo: log why), ``train.component``
+(train one tangent component on one increment of local data, on CUDA when present, and
+reply with the tangent arrays and metadata only) and ``evaluate`` (score the composed model
+on local test data). Nothing else leaves the node: no samples, no gradients, no raw labels
+beyond class names with their counts and a label histogram.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +23,7 @@ from client.node import NodeSettings
 from client.silo import SiloSource, open_silo
 from client.theta0_cache import Theta0Cache, node_cache_dir
 from common.components import Component, ComponentMeta, Delta
+from common.data import DataSpec
 from common.device import resolve_device
 from common.errors import ProtocolError
 from common.federation import (
@@ -32,6 +35,8 @@ from common.federation import (
     EvaluateResult,
     Hello,
     HelloRequest,
+    Refusal,
+    RefusalAck,
     TrainInstruction,
     arrays_to_tensors,
     component_to_content,
@@ -57,16 +62,20 @@ class NodeRuntime:
         self._models: dict[str, TangentModel] = {}
 
     def settings(self, context: Context) -> NodeSettings:
-        return NodeSettings.from_node_config(context.node_config)
+        settings = NodeSettings.from_node_config(context.node_config)
+        if settings.data_path is not None:
+            _log_to_node(logging.INFO)
+        return settings
 
     def config(self, context: Context) -> FederationConfig:
         return FederationConfig.from_run_config({**dict(context.run_config), **self.overrides})
 
-    def silo(self, context: Context) -> SiloSource:
+    def silo(self, context: Context, data: DataSpec) -> SiloSource:
+        """The node's silo read in the federation's label space and input spec."""
         settings, config = self.settings(context), self.config(context)
-        key = settings.model_dump_json() + config.model_dump_json()
+        key = settings.model_dump_json() + config.model_dump_json() + data.model_dump_json()
         if key not in self._silos:
-            self._silos[key] = open_silo(settings, config)
+            self._silos[key] = open_silo(settings, config, data)
         return self._silos[key]
 
     def cache(self, context: Context) -> Theta0Cache:
@@ -90,6 +99,20 @@ class NodeRuntime:
         return self.settings(context).device or requested
 
 
+def _log_to_node(level: int) -> None:
+    """A deployed node's ClientApp runs in a process of its own whose stderr is the
+    SuperNode's log: say there, at ``level``, what this silo does and why it is refused. (In
+    simulation the nodes' INFO lines would only repeat the server's, so they stay quiet.)"""
+    logger = logging.getLogger("client")
+    if any(getattr(h, "tmc_node", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("tmc %(levelname)s: %(message)s"))
+    handler.tmc_node = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
 def _reply(msg: Message, content: RecordDict) -> Message:
     return Message(content, reply_to=msg)
 
@@ -101,17 +124,34 @@ def make_client_app(run_config_overrides: Mapping[str, Any] | None = None) -> Cl
     runtime = NodeRuntime(run_config_overrides)
 
     def introduce(context: Context, request: HelloRequest) -> RecordDict:
-        silo = runtime.silo(context)
+        silo = runtime.silo(context, request.data)
         answer = Hello(
             silo=silo.name,
             has_base=runtime.cache(context).has(request.base_sha256),
+            source=silo.source,
             num_increments=len(silo.increments),
             increment_sizes=silo.increment_sizes,
+            increment_fingerprints=silo.increment_fingerprints,
             classes=silo.classes,
+            class_names=silo.class_names,
+            class_counts=silo.class_counts,
+            channels=silo.channels,
+            image_size=silo.image_size,
+            partition=silo.partition,
             num_test_examples=len(silo.test) if silo.test is not None else 0,
             device=str(resolve_device(runtime.device(context, "auto"))),
+            problems=silo.problems,
         )
-        log.info("silo %s says hello (holds θ0: %s)", answer.silo, answer.has_base)
+        log.info(
+            "silo %s says hello: %s data, classes %s, %d increment(s) (holds θ0: %s)",
+            answer.silo,
+            answer.source,
+            dict(zip(answer.class_names, answer.class_counts, strict=True)),
+            answer.num_increments,
+            answer.has_base,
+        )
+        for problem in silo.problems:
+            log.error("silo %s does not fit this federation: %s", silo.name, problem)
         return RecordDict({REPLY: pack(answer)})
 
     @app.query("hello")
@@ -129,11 +169,18 @@ def make_client_app(run_config_overrides: Mapping[str, Any] | None = None) -> Cl
         runtime.base(context, request.base_spec_json, request.base_sha256)  # it must load
         return _reply(msg, introduce(context, request))
 
+    @app.query("refused")
+    def refused(msg: Message, context: Context) -> Message:
+        refusal = unpack(msg.content, INSTRUCTION, Refusal)
+        # ERROR level: the silo's operator must see it; this node will not train this run.
+        log.error("the server refused silo %s: %s", refusal.silo, refusal.reason)
+        return _reply(msg, RecordDict({REPLY: pack(RefusalAck(silo=refusal.silo))}))
+
     @app.train("component")
     def train(msg: Message, context: Context) -> Message:
         instruction = unpack(msg.content, INSTRUCTION, TrainInstruction)
         base = runtime.base(context, instruction.base_spec_json, instruction.base_sha256)
-        silo = runtime.silo(context)
+        silo = runtime.silo(context, instruction.data)
         shard = silo.train_shard(instruction.increment)
         config = instruction.train.model_copy(
             update={"device": runtime.device(context, instruction.train.device)}
@@ -178,7 +225,7 @@ def make_client_app(run_config_overrides: Mapping[str, Any] | None = None) -> Cl
         model = runtime.model(base)
         shapes = model.delta_shapes()
         delta = Delta(arrays_to_tensors(arrays, shapes=shapes, dtype="float32"))
-        silo = runtime.silo(context)
+        silo = runtime.silo(context, instruction.data)
         if silo.test is None:
             result = EvaluateResult(silo=silo.name, accuracy=0.0, num_examples=0)
         else:

@@ -1,10 +1,12 @@
 """``tmc silo``: run a silo's Flower SuperNode (``tmc silo start --help``).
 
-``tmc silo start`` checks everything it can before anything connects (the data folder is a
-complete, unaltered silo export of that silo; the CA bundle and the node's key parse; the
-device exists), then replaces itself with ``flower-supernode`` (TLS, the node's
-authentication key, ``node-config`` with ``silo-id`` / ``data-path`` / ...), so signals and
-the exit status are the SuperNode's own. ``--print-command`` prints that line instead.
+``tmc silo start`` checks everything it can before anything connects (the data folder is
+an image folder with images, or a complete, unaltered silo export of that silo; the CA
+bundle and the node's key parse; the device exists), then replaces itself with
+``flower-supernode`` (TLS, the node's authentication key, ``node-config`` with ``silo-id`` /
+``data-path`` / ...), so signals and the exit status are the SuperNode's own.
+``--print-command`` prints that line instead. Whether the data fit the federation (its
+classes, channels) is checked at hello, when the server has said what the federation is.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from common.schema import StrictModel
 EXIT_USAGE = 2
 SUPERNODE = "flower-supernode"
 
-silo_app = typer.Typer(help="Run a silo node (a Flower SuperNode).", no_args_is_help=True)
+silo_app = typer.Typer(
+    help="Run a silo node (a Flower SuperNode); readmit a forgotten silo.", no_args_is_help=True
+)
 
 
 @silo_app.callback()
 def _silo() -> None:
-    """Run a silo node (a Flower SuperNode) for one silo's data."""
+    """Run a silo node (a Flower SuperNode) for one silo's data; readmit a forgotten silo."""
 
 
 class SiloStart(StrictModel):
@@ -50,6 +54,7 @@ class SiloStart(StrictModel):
     insecure: bool = False
     runtime_port: int | None = Field(None, ge=1, le=65_535)
     max_wait_time: float | None = Field(None, gt=0)
+    test_fraction: float | None = Field(None, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _transport(self) -> SiloStart:
@@ -88,6 +93,8 @@ def node_config(start: SiloStart) -> str:
         pairs.append(_toml_string("device", start.device))
     if start.cache_dir is not None:
         pairs.append(_toml_string("cache-dir", str(start.cache_dir.expanduser().resolve())))
+    if start.test_fraction is not None:
+        pairs.append(f"test-fraction={start.test_fraction!r}")
     return " ".join(pairs)
 
 
@@ -122,15 +129,24 @@ def check(start: SiloStart) -> None:
     from cryptography.hazmat.primitives.serialization import load_ssh_private_key
     from cryptography.x509 import load_pem_x509_certificates
 
-    from common.data import load_silo_dir
+    from common.data import load_silo_dir, scan_silo_folder
+    from common.data.silo_dir import MANIFEST_FILE
     from common.device import resolve_device
 
-    data = load_silo_dir(start.data)
-    if data.name != start.silo:
-        raise ConfigError(
-            f"{start.data} holds the data of silo {data.name!r}, not {start.silo!r}; "
-            "a node serves the silo its data belongs to"
-        )
+    if (start.data.expanduser() / MANIFEST_FILE).is_file():
+        data = load_silo_dir(start.data)
+        if data.name != start.silo:
+            raise ConfigError(
+                f"{start.data} holds the data of silo {data.name!r}, not {start.silo!r}; "
+                "a node serves the silo its data belongs to"
+            )
+    else:
+        folder = scan_silo_folder(start.data, test_fraction=start.test_fraction or 0.0)
+        if not folder.train.files:
+            raise ConfigError(
+                f"{start.data} holds no training images (expected <class>/<image> or "
+                "train/<class>/<image>, e.g. .png or .jpg files)"
+            )
     if start.root_certificates is not None:
         pem = _readable_file(start.root_certificates, "root certificate file")
         try:
@@ -194,7 +210,13 @@ def _refusals() -> Iterator[None]:
 def start_command(  # noqa: PLR0917 - typer options
     superlink: Annotated[str, typer.Option(help="SuperLink address HOST:PORT (its one port)")],
     silo: Annotated[str, typer.Option(help="the silo's name (as registered for its key)")],
-    data: Annotated[Path, typer.Option(help="silo folder written by `tmc data export`")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="the silo's images: DIR/<class>/<image> or DIR/train/<class>/ (+ DIR/test/), "
+            "or a folder written by `tmc data export`"
+        ),
+    ],
     root_certificates: Annotated[
         Path | None, typer.Option(help="CA certificate(s) that signed the SuperLink's")
     ] = None,
@@ -212,6 +234,10 @@ def start_command(  # noqa: PLR0917 - typer options
     max_wait_time: Annotated[
         float | None, typer.Option(help="give up reconnecting after this many seconds")
     ] = None,
+    test_fraction: Annotated[
+        float | None,
+        typer.Option(help="image folder without test/: fraction held out for local testing"),
+    ] = None,
     print_command: Annotated[
         bool, typer.Option(help="print the flower-supernode line and exit")
     ] = False,
@@ -220,8 +246,10 @@ def start_command(  # noqa: PLR0917 - typer options
     ] = False,
 ) -> None:
     """Start this silo's SuperNode: TLS to the SuperLink, authenticated by the node's key,
-    serving the silo folder DATA. Inputs are checked first; then the process becomes
-    ``flower-supernode`` (stop it with SIGTERM / Ctrl-C)."""
+    serving the silo's images in DATA (class folders named like the federation's classes).
+    Inputs are checked first; then the process becomes ``flower-supernode`` (stop it with
+    SIGTERM / Ctrl-C). The server refuses the silo, with the reason in this node's log,
+    if its classes or channels do not fit the federation or it was forgotten."""
     with _refusals():
         request = SiloStart(
             superlink=superlink,
@@ -234,6 +262,7 @@ def start_command(  # noqa: PLR0917 - typer options
             insecure=insecure,
             runtime_port=runtime_port,
             max_wait_time=max_wait_time,
+            test_fraction=test_fraction,
         )
         check(request)
         executable, bin_dir = _executable()

@@ -1,9 +1,10 @@
 """A silo node's own settings, from Flower's ``node_config``.
 
 Deployment: ``flower-supernode --node-config 'silo-id="hospital-a" data-path="/data/a"'``
-(optionally ``device="cuda:0"``, ``cache-dir="/var/cache/tmc"``). Simulation: Flower sets
-``partition-id`` and ``num-partitions``; the silo is then ``silo-<partition-id>`` of the
-federation's partition of the dataset named in the run config.
+(optionally ``device="cuda:0"``, ``cache-dir="/var/cache/tmc"``, ``test-fraction=0.2``: the
+part of an image folder held out for local testing when it has no ``test/`` folder).
+Simulation: Flower sets ``partition-id`` and ``num-partitions``; the silo is then
+``silo-<partition-id>`` of the federation's partition of the dataset in the run config.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class NodeSettings(StrictModel):
     data_path: Path | None = None
     device: str | None = Field(None, pattern=r"^(auto|cpu|cuda|cuda:\d+)$")
     cache_dir: Path | None = None
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     partition_id: int | None = Field(None, ge=0)
     num_partitions: int | None = Field(None, ge=1)
 
@@ -48,7 +50,8 @@ class NodeSettings(StrictModel):
             raise ConfigError(f"invalid node config: {problems}") from exc
         if settings.data_path is None and settings.partition_id is None:
             raise ConfigError(
-                "node config must set data-path (a silo folder written by `tmc data export`) "
-                "or, in simulation, Flower sets partition-id"
+                "node config must set data-path (an image folder of the silo's own data, or a "
+                "folder written by `tmc data export`) or, in simulation, Flower sets "
+                "partition-id"
             )
         return settings

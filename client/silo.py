@@ -1,39 +1,65 @@
-"""A silo's data as the ClientApp sees it: increments for training, a local test set.
+"""A silo's data as the ClientApp sees it: increments for training, a local test set, and
+the facts it states at hello.
 
-Two sources: a silo folder on the node's disk (deployment: ``data-path``), or a silo of
-the federation's partition of a dataset (simulation: ``partition-id``). The local test set
-is the test data of the classes the silo trains on: how the global model serves it.
+Three sources, all read in the federation's label space (class names mapped by name) and
+input spec, which the server sends with every message:
+
+- a plain image folder on the node's disk (``data-path`` without ``silo.json``: the silo's
+  own data, see ``common.data.silo_folder``), one increment;
+- a silo folder written by ``tmc data export`` (``data-path`` with ``silo.json``);
+- a silo of the federation's partition of a dataset (simulation: ``partition-id``).
+
+A silo whose data do not fit (unknown classes, other channels, no images) still opens: it
+states its facts and its problems at hello, and refuses to train with the same reasons.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from client.node import NodeSettings
 from common.data import (
+    DataSpec,
     FederatedPartition,
     LabeledDataset,
+    Relabeled,
     Shard,
     fingerprint,
+    is_silo_folder,
     load_silo_dir,
+    scan_silo_folder,
     silo_name,
 )
+from common.data.silo_dir import MANIFEST_FILE
 from common.errors import ConfigError, DataError
+from common.federation import PartitionRecord, SiloSourceKind, data_problems
 from common.federation.config import FederationConfig
 
 
 @dataclass(frozen=True)
 class SiloSource:
-    """Where a silo's samples are: one shard per increment and the local test set."""
+    """Where a silo's samples are (one shard per increment, the local test set) and what it
+    says about them. ``increments`` and ``test`` are empty/None when ``problems`` is not."""
 
     name: str
+    source: SiloSourceKind
+    class_names: tuple[str, ...]
+    class_counts: tuple[int, ...]
+    channels: tuple[int, ...]
     increments: tuple[LabeledDataset, ...]
+    increment_fingerprints: tuple[str, ...]
     test: LabeledDataset | None
+    image_size: int | None = None
+    partition: PartitionRecord | None = None
+    problems: tuple[str, ...] = field(default=())
 
     @property
     def classes(self) -> tuple[int, ...]:
+        """The federation's labels present in the silo's training data."""
+        if not self.increments:
+            return ()
         labels = np.concatenate([np.asarray(s.targets) for s in self.increments])
         return tuple(int(c) for c in np.unique(labels))
 
@@ -42,6 +68,8 @@ class SiloSource:
         return tuple(len(s) for s in self.increments)
 
     def train_shard(self, increment: int) -> LabeledDataset:
+        if self.problems:
+            raise DataError(f"silo {self.name} cannot train: {'; '.join(self.problems)}")
         if not 0 <= increment < len(self.increments):
             raise DataError(
                 f"silo {self.name} holds increments 0..{len(self.increments) - 1}, not {increment}"
@@ -49,28 +77,129 @@ class SiloSource:
         return self.increments[increment]
 
     def fingerprint(self, increment: int) -> str:
-        return fingerprint(self.train_shard(increment))
+        return self.increment_fingerprints[increment] if self.increment_fingerprints else ""
 
 
 def _local_test(test: LabeledDataset | None, classes: tuple[int, ...]) -> LabeledDataset | None:
+    """The test samples of the classes the silo trains on: how the model serves it."""
     if test is None:
         return None
     keep = np.flatnonzero(np.isin(np.asarray(test.targets), classes))
     return Shard(test, keep) if len(keep) else None
 
 
-def open_silo(settings: NodeSettings, config: FederationConfig) -> SiloSource:
-    """The node's silo: its folder when ``data-path`` is set, else its simulated partition."""
-    if settings.data_path is not None:
-        data = load_silo_dir(settings.data_path)
-        if settings.silo_id is not None and settings.silo_id != data.name:
-            raise ConfigError(
-                f"node config says silo-id {settings.silo_id!r} but {settings.data_path} "
-                f"holds silo {data.name!r}"
-            )
-        increments = tuple(data.shard(i) for i in range(data.num_increments))
-        source = SiloSource(name=data.name, increments=increments, test=None)
-        return SiloSource(data.name, increments, _local_test(data.test, source.classes))
+def _mapping(names: list[str], data: DataSpec) -> list[int]:
+    index = {name: i for i, name in enumerate(data.classes)}
+    return [index.get(name, -1) for name in names]
+
+
+def _known(dataset: LabeledDataset, mapping: list[int], data: DataSpec) -> LabeledDataset:
+    """The samples of ``dataset`` whose class the federation knows, relabelled by name."""
+    table = np.asarray(mapping, dtype=np.int64)
+    keep = np.flatnonzero(table[dataset.targets] >= 0) if dataset.targets.size else np.zeros(0)
+    return Relabeled(Shard(dataset, keep), [max(m, 0) for m in mapping], data.classes)
+
+
+def _finish(
+    name: str,
+    source: SiloSourceKind,
+    data: DataSpec,
+    *,
+    class_names: tuple[str, ...],
+    class_counts: tuple[int, ...],
+    channels: tuple[int, ...],
+    increments: tuple[LabeledDataset, ...],
+    test: LabeledDataset | None,
+    image_size: int | None = None,
+    partition: PartitionRecord | None = None,
+) -> SiloSource:
+    present = tuple(n for n, count in zip(class_names, class_counts, strict=True) if count)
+    counts = tuple(count for count in class_counts if count)
+    problems = tuple(
+        data_problems(
+            data,
+            class_names=present,
+            class_counts=counts,
+            channels=channels,
+            image_size=image_size,
+        )
+    )
+    if problems:
+        increments, test = (), None
+    silo = SiloSource(
+        name=name,
+        source=source,
+        class_names=present,
+        class_counts=counts,
+        channels=channels,
+        increments=increments,
+        increment_fingerprints=tuple(fingerprint(part) for part in increments),
+        test=None,
+        image_size=image_size,
+        partition=partition,
+        problems=problems,
+    )
+    return SiloSource(**{**silo.__dict__, "test": _local_test(test, silo.classes)})
+
+
+def _from_folder(settings: NodeSettings, data: DataSpec) -> SiloSource:
+    if settings.data_path is None:  # pragma: no cover - the caller checked
+        raise ConfigError("no data-path")
+    if settings.silo_id is None:
+        raise ConfigError(
+            f"{settings.data_path} is an image folder: the node config must name its silo "
+            "(silo-id), since the folder does not"
+        )
+    folder = scan_silo_folder(settings.data_path, test_fraction=settings.test_fraction)
+    counts = folder.train.counts(len(folder.class_names))
+    train_set, test = folder.datasets(data)
+    return _finish(
+        settings.silo_id,
+        "image-folder",
+        data,
+        class_names=folder.class_names,
+        class_counts=counts,
+        channels=folder.channels,
+        increments=(train_set,) if len(train_set) else (),
+        test=test,
+    )
+
+
+def _from_export(settings: NodeSettings, data: DataSpec) -> SiloSource:
+    if settings.data_path is None:  # pragma: no cover - the caller checked
+        raise ConfigError("no data-path")
+    export = load_silo_dir(settings.data_path)
+    if settings.silo_id is not None and settings.silo_id != export.name:
+        raise ConfigError(
+            f"node config says silo-id {settings.silo_id!r} but {settings.data_path} "
+            f"holds silo {export.name!r}"
+        )
+    manifest = export.manifest
+    names = list(manifest.class_names)
+    counts = np.bincount(export.dataset.targets, minlength=len(names))
+    mapping = _mapping(names, data)
+    increments: tuple[LabeledDataset, ...] = ()
+    test = None
+    if all(mapping[c] >= 0 for c in manifest.classes):
+        relabeled = Relabeled(export.dataset, [max(m, 0) for m in mapping], data.classes)
+        increments = tuple(Shard(relabeled, part.indices) for part in export.increments)
+        if export.test is not None:
+            test = _known(export.test, mapping, data)
+    return _finish(
+        export.name,
+        "export",
+        data,
+        class_names=tuple(names),
+        class_counts=tuple(int(n) for n in counts),
+        channels=(manifest.in_channels,),
+        increments=increments,
+        test=test,
+        image_size=manifest.image_shape[1],
+        partition=PartitionRecord(identity=manifest.identity, partition=manifest.partition),
+    )
+
+
+def _from_partition(settings: NodeSettings, config: FederationConfig, data: DataSpec) -> SiloSource:
     if settings.partition_id is None:  # pragma: no cover - NodeSettings forbids it
         raise ConfigError("node has neither data-path nor partition-id")
     partition = FederatedPartition(config.dataset_spec(), config.partition_spec())
@@ -81,7 +210,44 @@ def open_silo(settings: NodeSettings, config: FederationConfig) -> SiloSource:
             f"{config.dataset} into num-silos={partition.num_silos}; "
             "run with at most that many supernodes"
         )
-    name = settings.silo_id or silo_name(index)
-    increments = tuple(partition.silo_shard(index, i) for i in range(partition.num_increments))
-    source = SiloSource(name=name, increments=increments, test=None)
-    return SiloSource(name, increments, _local_test(partition.test_dataset(), source.classes))
+    train_set = partition.train_set
+    names = list(train_set.classes)
+    mapping = _mapping(names, data)
+    shards = [partition.silo_shard(index, i) for i in range(partition.num_increments)]
+    counts = np.bincount(np.concatenate([s.targets for s in shards]), minlength=len(names))
+    increments: tuple[LabeledDataset, ...] = ()
+    test = None
+    if all(mapping[c] >= 0 for c in np.flatnonzero(counts)):
+        relabeled = Relabeled(train_set, [max(m, 0) for m in mapping], data.classes)
+        increments = tuple(Shard(relabeled, s.indices) for s in shards)
+        test = _known(partition.test_dataset(), mapping, data)
+    return _finish(
+        settings.silo_id or silo_name(index),
+        "simulation",
+        data,
+        class_names=tuple(names),
+        class_counts=tuple(int(n) for n in counts),
+        channels=(train_set.in_channels,),
+        increments=increments,
+        test=test,
+        image_size=train_set.image_shape[1],
+        partition=PartitionRecord(identity=train_set.identity, partition=config.partition_spec()),
+    )
+
+
+def open_silo(settings: NodeSettings, config: FederationConfig, data: DataSpec) -> SiloSource:
+    """The node's silo, read in the federation's label space and input spec ``data``."""
+    if settings.data_path is not None:
+        path = settings.data_path.expanduser()
+        if (path / MANIFEST_FILE).is_file():
+            return _from_export(settings, data)
+        if is_silo_folder(path):
+            return _from_folder(settings, data)
+        raise DataError(
+            f"{path} is neither a silo folder written by `tmc data export` (it has no "
+            f"{MANIFEST_FILE}) nor an image folder (class sub-folders of images, or train/ "
+            "and test/ folders of them)"
+            if path.is_dir()
+            else f"silo data folder {path} does not exist or is not a directory"
+        )
+    return _from_partition(settings, config, data)

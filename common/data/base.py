@@ -178,6 +178,35 @@ class Shard(LabeledDataset):
         return self.base.images(self.indices[positions])
 
 
+class Relabeled(LabeledDataset):
+    """``base`` with label ``c`` read as ``mapping[c]`` in the label space ``classes`` (a
+    silo's own class order mapped onto a federation's, by name). Samples whose label maps
+    to -1 may not be read; callers keep only mapped ones."""
+
+    def __init__(self, base: LabeledDataset, mapping: Sequence[int], classes: Sequence[str]):
+        table = np.asarray(mapping, dtype=np.int64)
+        if len(table) != base.num_classes:
+            raise DataError(f"{base.identity}: {len(table)} mapped labels for {base.num_classes}")
+        targets = table[base.targets] if base.targets.size else base.targets
+        if targets.size and targets.min() < 0:
+            raise DataError(f"{base.identity}: some samples have labels outside {list(classes)}")
+        super().__init__(
+            identity=base.identity,
+            targets=targets,
+            num_classes=len(classes),
+            classes=classes,
+            image_shape=base.image_shape,
+            sample_ids=base.sample_ids,
+        )
+        self.base = base
+
+    def image(self, index: int) -> torch.Tensor:
+        return self.base.image(index)
+
+    def images(self, indices: npt.ArrayLike) -> torch.Tensor:
+        return self.base.images(indices)
+
+
 def _identity_tensor(identity: str) -> torch.Tensor:
     return torch.tensor(list(identity.encode("utf-8")), dtype=torch.uint8)
 

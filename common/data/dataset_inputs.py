@@ -2,7 +2,8 @@
 class names in label order, and how images are prepared (channels, size, normalisation).
 
 ``digits`` is scikit-learn's: ten classes named ``"0"``…``"9"``, one 8×8 channel in [0, 1],
-ink high (an image file is inverted on the way in). CIFAR uses its own statistics, an
+ink high (an image file is inverted on the way in); ``mnist5k`` the same at 28×28, not
+inverted (MNIST's images are light on dark). CIFAR uses its own statistics, an
 ImageFolder ImageNet's (the usual choice for ImageNet-pre-trained backbones).
 """
 
@@ -51,16 +52,19 @@ def dataset_data_spec(
         )
     if spec.name == "digits":
         return DataSpec(classes=DIGITS_CLASSES, input=DIGITS_INPUT)
+    if spec.name == "mnist5k":  # MNIST's convention: light ink on a dark ground, in [0, 1]
+        return DataSpec(classes=DIGITS_CLASSES, input=InputSpec(channels=1, size=28))
     if spec.name == "imagefolder":
         names = tuple(classes) if classes else tuple(spec.class_folders())
         return DataSpec(
             classes=names, input=folder_input(channels=channels or 3, size=spec.input_size)
         )
+    if spec.name not in ("cifar10", "cifar100"):
+        raise ConfigError(f"no input spec is defined for dataset {spec.name!r}")
     from common.data.datasets import load_dataset  # reads CIFAR's files for its class names
 
-    mean, std = (
-        (CIFAR10_MEAN, CIFAR10_STD) if spec.name == "cifar10" else (CIFAR100_MEAN, CIFAR100_STD)
-    )
+    cifar10 = spec.name == "cifar10"
+    mean, std = (CIFAR10_MEAN, CIFAR10_STD) if cifar10 else (CIFAR100_MEAN, CIFAR100_STD)
     names = tuple(load_dataset(spec, train=False).classes)
     return DataSpec(classes=names, input=InputSpec(channels=3, size=32, mean=mean, std=std))
 

@@ -15,8 +15,8 @@ TEST_DIR = "test"
 
 
 def has_split_layout(root: Path) -> bool:
-    """Whether ``root`` holds ``train/`` (and possibly ``test/``) rather than class folders."""
-    return (root / TRAIN_DIR).is_dir()
+    """Whether ``root`` holds ``train/`` and/or ``test/`` rather than class folders."""
+    return (root / TRAIN_DIR).is_dir() or (root / TEST_DIR).is_dir()
 
 
 def split_dir(root: Path, *, train: bool) -> Path:
@@ -30,9 +30,10 @@ def split_dir(root: Path, *, train: bool) -> Path:
     if has_split_layout(root):
         directory = root / (TRAIN_DIR if train else TEST_DIR)
         if not directory.is_dir():
+            present, absent = (TEST_DIR, TRAIN_DIR) if train else (TRAIN_DIR, TEST_DIR)
             raise DataError(
-                f"image folder {root} has a '{TRAIN_DIR}' folder but no '{TEST_DIR}' folder "
-                f"({directory}); add one to evaluate on a test split"
+                f"image folder {root} has a '{present}' folder but no '{absent}' folder "
+                f"({directory})" + ("; add one to evaluate on a test split" if not train else "")
             )
         return directory
     if not train:
@@ -58,5 +59,7 @@ def list_class_dirs(directory: Path) -> list[str]:
 
 
 def train_classes(root: Path) -> list[str]:
-    """The label space of an ImageFolder dataset: the class folders of its train split."""
-    return list_class_dirs(split_dir(root, train=True))
+    """The label space of an ImageFolder dataset: the class folders of its train split (of
+    its test split when it has only one, as a server's test folder does)."""
+    only_test = (root / TEST_DIR).is_dir() and not (root / TRAIN_DIR).is_dir()
+    return list_class_dirs(split_dir(root, train=not only_test))

@@ -1,82 +1,119 @@
 """Images in class folders (``root/train/<class>/*.png``), read the way ImageFolder reads them.
 
-The label space is the train split's class folders; the test split is read with the same
-class order, so label ``i`` means the same class in both. Files are listed with
-torchvision's ``make_dataset`` and decoded with its ``default_loader`` (RGB), but the
-dataset itself holds only paths and a transform, so it pickles into DataLoader workers.
+Files are listed like torchvision's ``make_dataset`` (class folders sorted, hidden entries
+skipped, image extensions only, symlinks followed) but without importing torchvision: a
+silo node starts a fresh process per message (flower.md) and torchvision costs seconds.
+Images are decoded on read by :func:`common.data.inputs.prepare_image`, so a dataset
+holds only paths and pickles cheaply into DataLoader workers.
+
+Labels are indices into a label space given by name: the train split's class folders by
+default, or a federation's classes (a folder ``cat`` is label ``classes.index("cat")``
+whatever the other folders are).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from common.data.base import LabeledDataset
 from common.data.folders import list_class_dirs, split_dir, train_classes
+from common.data.inputs import IMAGENET_MEAN, IMAGENET_STD, InputSpec, prepare_image, read_image
 from common.errors import DataError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+"""torchvision's ``IMG_EXTENSIONS``, compared case-insensitively."""
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_EXTENSIONS",
+    "ImageFolderDataset",
+    "list_images",
+    "load_image_folder",
+]
+
+
+def list_images(directory: Path, class_folders: Sequence[str]) -> list[tuple[Path, int]]:
+    """``(file, position of its folder in class_folders)`` for every image under
+    ``directory/<class>/`` (nested folders included), sorted within each class."""
+    samples: list[tuple[Path, int]] = []
+    for index, name in enumerate(class_folders):
+        folder = directory / name
+        if not folder.is_dir():
+            continue
+        found: list[Path] = []
+        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            found.extend(
+                Path(dirpath) / f
+                for f in filenames
+                if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+            )
+        samples.extend((path, index) for path in sorted(found))
+    return samples
 
 
 class ImageFolderDataset(LabeledDataset):
-    """Decoded on read: resized to a square ``size``, ``ToTensor``, ImageNet normalisation."""
+    """Image files with labels in ``classes``, prepared on read per ``input_spec``."""
 
-    def __init__(self, root: Path, *, train: bool, size: int) -> None:
-        # Imported here: torchvision takes seconds to import and silo nodes that read an
-        # exported folder never need it.
-        from torchvision import transforms
-        from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
-
-        classes = train_classes(root)
-        directory = split_dir(root, train=train)
-        extra = sorted(set(list_class_dirs(directory)) - set(classes))
-        if extra:
-            raise DataError(f"{directory} has class folders the train split lacks: {extra}")
-        try:
-            # allow_empty: a test split may lack classes; train is checked for them below.
-            samples = make_dataset(
-                str(directory),
-                {name: i for i, name in enumerate(classes)},
-                extensions=IMG_EXTENSIONS,
-                allow_empty=True,
-            )
-        except (FileNotFoundError, ValueError) as error:
-            raise DataError(f"cannot read image folder {directory}: {error}") from error
-        if not samples:
-            raise DataError(f"image folder {directory} holds no images (.png, .jpg, ...)")
-        targets = [label for _, label in samples]
-        if train:
-            counts = torch.bincount(torch.tensor(targets), minlength=len(classes))
-            empty = [classes[i] for i in range(len(classes)) if counts[i] == 0]
-            if empty:
-                raise DataError(f"{directory}: class folders without images: {empty}")
-        # The folder's name, not its path: the same data mounted elsewhere keeps its fingerprints.
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        targets: Sequence[int],
+        *,
+        classes: Sequence[str],
+        input_spec: InputSpec,
+        identity: str,
+    ) -> None:
         super().__init__(
-            identity=f"imagefolder[{root.resolve().name}]:{'train' if train else 'test'}",
-            targets=targets,
+            identity=identity,
+            targets=list(targets),
             num_classes=len(classes),
             classes=classes,
-            image_shape=(3, size, size),
+            image_shape=input_spec.shape,
         )
-        self.paths = [path for path, _ in samples]
-        self.transform = transforms.Compose(
-            [
-                transforms.Resize((size, size)),
-                transforms.ToTensor(),
-                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-            ]
-        )
+        if len(paths) != len(self.targets):
+            raise DataError(f"{identity}: {len(paths)} files for {len(self.targets)} labels")
+        self.paths = list(paths)
+        self.input_spec = input_spec
 
     def image(self, index: int) -> torch.Tensor:
-        from torchvision.datasets.folder import default_loader
+        return prepare_image(read_image(self.paths[index]), self.input_spec)
 
-        path = self.paths[index]
-        try:
-            image = self.transform(default_loader(path))
-        except OSError as error:  # a truncated or non-image file
-            raise DataError(f"cannot decode image {path}: {error}") from error
-        if not isinstance(image, torch.Tensor):  # pragma: no cover - ToTensor guarantees it
-            raise DataError(f"image {path} did not decode to a tensor")
-        return image
+
+def load_image_folder(
+    root: Path,
+    *,
+    train: bool,
+    input_spec: InputSpec,
+    classes: Sequence[str] | None = None,
+) -> ImageFolderDataset:
+    """The train or test split of the image folder at ``root``, labelled by ``classes``
+    (default: the train split's class folders). A class folder outside that label space,
+    a split without images, or (train) a class without images is a DataError."""
+    names = list(classes) if classes is not None else train_classes(root)
+    directory = split_dir(root, train=train)
+    extra = sorted(set(list_class_dirs(directory)) - set(names))
+    if extra:
+        what = "the train split lacks" if classes is None else "are not in the label space"
+        raise DataError(f"{directory} has class folders {what}: {extra}")
+    samples = list_images(directory, names)
+    if not samples:
+        raise DataError(f"image folder {directory} holds no images (.png, .jpg, ...)")
+    if train and classes is None:
+        counts = torch.bincount(torch.tensor([i for _, i in samples]), minlength=len(names))
+        empty = [names[i] for i in range(len(names)) if counts[i] == 0]
+        if empty:
+            raise DataError(f"{directory}: class folders without images: {empty}")
+    # The folder's name, not its path: the same data mounted elsewhere keeps its fingerprints.
+    return ImageFolderDataset(
+        [path for path, _ in samples],
+        [label for _, label in samples],
+        classes=names,
+        input_spec=input_spec,
+        identity=f"imagefolder[{root.resolve().name}]:{'train' if train else 'test'}",
+    )

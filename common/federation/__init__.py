@@ -1,10 +1,12 @@
 """The protocol between the ServerApp and the silos' ClientApps (Flower messages)."""
 
+from common.federation.admission import PartitionRecord, data_problems
 from common.federation.messages import (
     DELTA,
     EVALUATE,
     HELLO,
     INSTRUCTION,
+    REFUSED,
     REPLY,
     THETA0,
     THETA0_ARRAYS,
@@ -13,6 +15,9 @@ from common.federation.messages import (
     EvaluateResult,
     Hello,
     HelloRequest,
+    Refusal,
+    RefusalAck,
+    SiloSourceKind,
     TrainInstruction,
 )
 from common.federation.records import (
@@ -29,6 +34,7 @@ __all__ = [
     "EVALUATE",
     "HELLO",
     "INSTRUCTION",
+    "REFUSED",
     "REPLY",
     "THETA0",
     "THETA0_ARRAYS",
@@ -37,10 +43,15 @@ __all__ = [
     "EvaluateResult",
     "Hello",
     "HelloRequest",
+    "PartitionRecord",
+    "Refusal",
+    "RefusalAck",
+    "SiloSourceKind",
     "TrainInstruction",
     "arrays_to_tensors",
     "component_from_content",
     "component_to_content",
+    "data_problems",
     "pack",
     "tensors_to_arrays",
     "unpack",

@@ -14,7 +14,15 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from common.components.compose import Weighting
-from common.data.spec import DatasetName, DatasetSpec, PartitionSpec, SplitSpec
+from common.data.dataset_inputs import dataset_data_spec, folder_input
+from common.data.inputs import DataSpec
+from common.data.spec import (
+    DEFAULT_IMAGEFOLDER_SIZE,
+    DatasetName,
+    DatasetSpec,
+    PartitionSpec,
+    SplitSpec,
+)
 from common.errors import ConfigError
 from common.models.spec import (
     ArchitectureName,
@@ -45,6 +53,11 @@ class FederationConfig(StrictModel):
     # data (simulation: how the dataset is cut into silos; deployment: the server's test set)
     dataset: DatasetName = "digits"
     dataset_root: str = Field("", description="folder of cifar/imagefolder files")
+    class_names: str = Field(
+        "", max_length=1_000_000, description="imagefolder: comma-separated label space"
+    )
+    in_channels: int = Field(0, ge=0, le=3, description="imagefolder: 1 or 3 (0: 3)")
+    image_size: int = Field(0, ge=0, le=4096, description="imagefolder: input side (0: 64)")
     split: str = Field("class", description="class | iid | dirichlet:B")
     num_silos: int = Field(5, ge=1, le=10_000)
     increments: int = Field(2, ge=1, le=10_000, description="data increments per silo")
@@ -84,6 +97,11 @@ class FederationConfig(StrictModel):
     def _split(cls, value: str) -> str:
         return str(SplitSpec.parse(value))
 
+    @field_validator("class_names")
+    @classmethod
+    def _class_names(cls, value: str) -> str:
+        return ",".join(p.strip() for p in value.split(",") if p.strip())
+
     @field_validator("public_classes")
     @classmethod
     def _classes(cls, value: str) -> str:
@@ -115,8 +133,47 @@ class FederationConfig(StrictModel):
         return Path(self.registry).expanduser()
 
     def dataset_spec(self) -> DatasetSpec:
+        """The server's dataset (simulated silos are cut from it, the server tests on it)."""
         root = Path(self.dataset_root).expanduser() if self.dataset_root else None
-        return DatasetSpec(name=self.dataset, root=root)
+        if self.dataset == "imagefolder" and root is None:
+            raise ConfigError(
+                "dataset imagefolder has no dataset-root here: the silos hold the images; "
+                "the server has none to cut or test on"
+            )
+        size = self.image_size or None if self.dataset == "imagefolder" else None
+        return DatasetSpec(name=self.dataset, root=root, image_size=size)
+
+    def test_dataset_spec(self) -> DatasetSpec | None:
+        """The server's test data, or None for an image-folder federation without any."""
+        if self.dataset == "imagefolder" and not self.dataset_root:
+            return None
+        return self.dataset_spec()
+
+    def data_spec(self) -> DataSpec:
+        """The federation's label space and input spec (see ``common.data.inputs``)."""
+        names = tuple(self.class_names.split(",")) if self.class_names else None
+        channels = self.in_channels or None
+        if self.dataset != "imagefolder":
+            if names or channels or self.image_size:
+                raise ConfigError(
+                    "class-names, in-channels and image-size apply to dataset imagefolder; "
+                    f"{self.dataset!r} has its own classes and input size"
+                )
+            return dataset_data_spec(self.dataset_spec())
+        if not self.dataset_root:
+            if names is None:
+                raise ConfigError(
+                    "an imagefolder federation without dataset-root needs class-names "
+                    "(its label space, comma-separated, e.g. 'cat,dog,bird')"
+                )
+            size = self.image_size or DEFAULT_IMAGEFOLDER_SIZE
+            try:
+                return DataSpec(
+                    classes=names, input=folder_input(channels=channels or 3, size=size)
+                )
+            except ValueError as exc:
+                raise ConfigError(f"invalid class-names: {exc}") from exc
+        return dataset_data_spec(self.dataset_spec(), classes=names, channels=channels)
 
     def public_class_tuple(self) -> tuple[int, ...] | None:
         return (
@@ -136,9 +193,15 @@ class FederationConfig(StrictModel):
     def weights_spec(self) -> WeightsSpec:
         kind, _, argument = self.base_weights.partition(":")
         if kind == "pretrained" and not argument:
+            if self.public_fraction == 0:
+                raise ConfigError(
+                    "base-weights=pretrained pre-trains θ0 on the public split, but "
+                    "public-fraction is 0 (no public split): set public-fraction > 0, or use "
+                    "base-weights=init or file:PATH"
+                )
             return PretrainedWeights(
                 dataset=self.dataset_spec(),
-                public_fraction=self.public_fraction or 0.2,
+                public_fraction=self.public_fraction,
                 public_classes=self.public_class_tuple(),
                 split_seed=self.seed,
                 seed=self.seed,
@@ -163,12 +226,13 @@ class FederationConfig(StrictModel):
             return "all"
         return tuple(p.strip() for p in self.tangent.split(",") if p.strip())
 
-    def base_spec(self) -> BaseModelSpec:
-        dataset = self.dataset_spec()
+    def base_spec(self, data: DataSpec | None = None) -> BaseModelSpec:
+        """The base θ0 is built from; ``data`` saves recomputing :meth:`data_spec`."""
+        data = data or self.data_spec()
         return BaseModelSpec(
             architecture=self.architecture,
-            num_classes=dataset.num_classes,
-            in_channels=dataset.in_channels,
+            num_classes=data.num_classes,
+            in_channels=data.input.channels,
             weights=self.weights_spec(),
             head_seed=self.seed,
             tangent=self.tangent_scope(),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -155,6 +156,11 @@ class AdminClient:
         request = pb.ForgetRequest(silo=silo, component_id=component_id, reason=reason)
         return convert.forget_from_pb(self._unary("Forget", request))
 
+    def readmit(self, silo: str, *, reason: str = "") -> tuple[str, datetime, datetime | None]:
+        """Lift ``silo``'s tombstone (operator token); (silo, forgotten at, readmitted at)."""
+        request = pb.ReadmitRequest(silo=silo, reason=reason)
+        return convert.readmit_from_pb(self._unary("Readmit", request))
+
     def status_and_silos(self) -> tuple[RegistryStatus, list[SiloSummary]]:
         return convert.status_from_pb(self._unary("Status", pb.StatusRequest()))
 
@@ -166,7 +172,20 @@ class AdminClient:
 
     def export_bytes(self, *, exclude_silos: Iterable[str] = ()) -> bytes:
         """The composed Δ as safetensors bytes, checked against the trailer's sha256."""
-        request = pb.ExportRequest(exclude_silos=sorted(set(exclude_silos)))
+        return self._export(pb.ExportRequest(exclude_silos=sorted(set(exclude_silos))))
+
+    def export_model_bytes(self, version: int | None = None) -> bytes:
+        """The full model file of a version (the current one by default), as the registry's
+        ``export_model_bytes``, checked against the trailer's sha256."""
+        return self._export(pb.ExportRequest(full=True, version=version))
+
+    def export_model(self, path: Path | str, version: int | None = None) -> str:
+        """Write :meth:`export_model_bytes` to ``path`` atomically (0o600); its sha256."""
+        data = self.export_model_bytes(version)
+        atomic_write_bytes(Path(path), data, mode=0o600)
+        return hashlib.sha256(data).hexdigest()
+
+    def _export(self, request: pb.ExportRequest) -> bytes:
         parts: list[bytes] = []
         trailer = None
         with self._rpc():

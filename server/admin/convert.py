@@ -19,6 +19,7 @@ from server.registry import (
     ModelVersion,
     RegistryStatus,
     SiloSummary,
+    SiloTombstone,
 )
 from server.registry.entities import canonical_json
 
@@ -141,9 +142,12 @@ def silo_to_pb(summary: SiloSummary) -> pb.SiloSummary:
         num_examples=summary.num_examples,
         classes=list(summary.classes),
         rounds=list(summary.rounds),
+        forgotten_reason=summary.forgotten_reason,
     )
     if summary.last_added_at is not None:
         message.last_added_at.CopyFrom(timestamp(summary.last_added_at))
+    if summary.forgotten_on is not None:
+        message.forgotten_on.CopyFrom(timestamp(summary.forgotten_on))
     return message
 
 
@@ -156,6 +160,8 @@ def silo_from_pb(message: pb.SiloSummary) -> SiloSummary:
         classes=tuple(message.classes),
         rounds=tuple(message.rounds),
         last_added_at=_optional_time(message, "last_added_at"),
+        forgotten_on=_optional_time(message, "forgotten_on"),
+        forgotten_reason=_optional(message, "forgotten_reason"),
     )
 
 
@@ -176,6 +182,7 @@ def status_to_pb(status: RegistryStatus, silos: Iterable[SiloSummary]) -> pb.Sta
         audit_events=status.audit_events,
         created_at=timestamp(status.created_at),
         silo_summaries=[silo_to_pb(s) for s in silos],
+        tombstoned=status.tombstoned,
     )
 
 
@@ -195,8 +202,27 @@ def status_from_pb(message: pb.StatusResponse) -> tuple[RegistryStatus, list[Sil
         versions=message.versions,
         audit_events=message.audit_events,
         created_at=from_timestamp(message.created_at),
+        tombstoned=message.tombstoned,
     )
     return status, [silo_from_pb(s) for s in message.silo_summaries]
+
+
+def readmit_to_pb(tombstone: SiloTombstone) -> pb.ReadmitResponse:
+    response = pb.ReadmitResponse(
+        silo=tombstone.silo, forgotten_at=timestamp(tombstone.forgotten_at)
+    )
+    if tombstone.readmitted_at is not None:
+        response.readmitted_at.CopyFrom(timestamp(tombstone.readmitted_at))
+    return response
+
+
+def readmit_from_pb(message: pb.ReadmitResponse) -> tuple[str, datetime, datetime | None]:
+    """(silo, forgotten at, readmitted at)."""
+    return (
+        message.silo,
+        from_timestamp(message.forgotten_at),
+        _optional_time(message, "readmitted_at"),
+    )
 
 
 # -- audit ---------------------------------------------------------------------------------------

@@ -211,6 +211,26 @@ class RegistryAdminService(pb_grpc.RegistryAdminServicer):
                 raise RequestError(f"at most {MAX_EXCLUDED_SILOS} silos may be excluded")
             for silo in excluded:
                 _check_silo(silo, "excluded silo")
+            if request.full:
+                if excluded:
+                    raise RequestError(
+                        "a full model is a version's model: exclude_silos applies to the "
+                        "composed Δ only"
+                    )
+                version = request.version if request.HasField("version") else None
+                if version is not None and version < 1:
+                    raise RequestError(f"version must be >= 1, got {version}")
+                number = self._registry.version(version).number
+                data = self._registry.export_model_bytes(number, actor=principal.actor)
+                _log.info(
+                    "admin Export (model, version %d) by %s: %d bytes",
+                    number,
+                    principal.actor,
+                    len(data),
+                )
+                return data, self._registry.version(number).count
+            if request.HasField("version"):
+                raise RequestError("version applies to a full model export (full=true)")
             data = self._registry.export_bytes(exclude_silos=excluded, actor=principal.actor)
             info = json.loads(safetensors_metadata(data)[COMPOSITION_KEY])
             _log.info("admin Export by %s: %d bytes", principal.actor, len(data))
@@ -223,6 +243,21 @@ class RegistryAdminService(pb_grpc.RegistryAdminServicer):
             sha256=hashlib.sha256(data).hexdigest(), size=len(data), count=count
         )
         yield pb.ExportChunk(trailer=trailer)
+
+    def Readmit(  # noqa: N802  (the name is the .proto's)
+        self, request: pb.ReadmitRequest, context: grpc.ServicerContext
+    ) -> pb.ReadmitResponse:
+        def body(principal: Principal) -> pb.ReadmitResponse:
+            silo = _check_silo(request.silo)
+            if not principal.is_operator:
+                _deny(principal, f"readmit silo {silo!r} (operator only)")
+            if len(request.reason) > MAX_REASON_CHARS:
+                raise RequestError(f"the reason is longer than {MAX_REASON_CHARS} characters")
+            lifted = self._registry.readmit(silo, actor=principal.actor, reason=request.reason)
+            _log.info("admin Readmit by %s: silo %s", principal.actor, silo)
+            return convert.readmit_to_pb(lifted)
+
+        return self._call("Readmit", context, body)
 
     def AuditLog(  # noqa: N802  (the name is the .proto's)
         self, request: pb.AuditLogRequest, context: grpc.ServicerContext

@@ -4,7 +4,8 @@ Five silos hold disjoint classes of scikit-learn's ``digits``, arriving in two i
 A real Flower federation (simulation engine) runs two rounds: each silo trains a tangent
 component on each increment, the server commits them to an on-disk registry and composes
 them. Then one silo asks to be forgotten: its components are removed exactly, its classes'
-accuracy falls, the others' stays, and the registry verifies bit for bit.
+accuracy falls, the others' stays, the silo is tombstoned (later rounds refuse it), and the
+registry verifies bit for bit.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ def demo(
                 opened.composed_delta().equal(without)
             )
             after = evaluate(ComposedModel.from_registry(opened).model, test_set)
+            tombstone = opened.tombstone(forget_silo)
+            refusal = tombstone.refusal() if tombstone is not None else "not tombstoned"
             out.rule("3. Verification: blobs match their hashes, the model equals a recomposition")
             report = opened.verify(actor="demo")
         plot = registry / "accuracy_per_round.png"
@@ -124,6 +127,7 @@ def demo(
                 "other_classes_before": _mean(before.per_class, gone, inside=False),
                 "other_classes_after": _mean(after.per_class, gone, inside=False),
                 "exact": exact,
+                "later_contributions": refusal,
             },
             "accuracy_after_forgetting": after.accuracy,
             "verify_ok": report.ok,
@@ -155,6 +159,8 @@ def demo(
         console.print(
             f"forgetting removed {len(result.removed)} components and is exact "
             f"(bit-identical to composing the others from scratch): {exact}\n"
+            f"{forget_silo} stays out: later rounds refuse it ({refusal}) until "
+            f"`tmc silo readmit {forget_silo}`\n"
             f"registry verify: {'ok' if report.ok else report.problems}\n"
             f"accuracy per round: {plot}\n"
             f"explore: tmc registry list --registry {registry}; "

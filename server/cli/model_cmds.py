@@ -103,8 +103,8 @@ def export(
     θ0, the composed Δ and what they are (architecture, class names, input spec, version,
     hashes), byte-identical for the same version. It runs without this project (README:
     "Using the model outside the project"). --delta-only writes the composition file
-    instead: the composed Δ of the active components. With --server (an admin API,
-    operator token) only --delta-only is available; the file is checked by sha256."""
+    instead: the composed Δ of the active components. With --server, streamed from an
+    admin API (operator token) and checked by sha256."""
     remote = Remote(server, ca_cert, token_file, insecure)
     with handle_errors(as_json=as_json):
         if delta_only and version is not None:
@@ -112,14 +112,9 @@ def export(
                 "--version applies to the full model; --delta-only exports the composition "
                 "of the active components (drop one of the two)"
             )
-        if server is not None and not delta_only:
-            raise ConfigError(
-                "the admin API exports the composed Δ only: add --delta-only, or run "
-                "`tmc export --registry DIR` where the registry is for the full model"
-            )
         with open_target(registry, remote) as opened:
             if not isinstance(opened, Registry):
-                sha = opened.export(out)
+                sha = opened.export(out) if delta_only else opened.export_model(out, version)
             elif delta_only:
                 sha = opened.export(out, actor="cli")
             else:

@@ -118,9 +118,19 @@ def status(
         console.print(
             table(
                 "Silos",
-                ["silo", "active", "forgotten", "examples", "classes", "rounds"],
+                ["silo", "active", "forgotten", "examples", "classes", "rounds", "refused since"],
                 [
-                    [s.silo, s.active, s.forgotten, s.num_examples, list(s.classes), list(s.rounds)]
+                    [
+                        s.silo,
+                        s.active,
+                        s.forgotten,
+                        s.num_examples,
+                        list(s.classes),
+                        list(s.rounds),
+                        f"{s.forgotten_on:%Y-%m-%d %H:%M} UTC: {s.forgotten_reason}"
+                        if s.forgotten_on is not None
+                        else "",
+                    ]
                     for s in silos
                 ],
             )

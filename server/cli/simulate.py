@@ -9,11 +9,13 @@ from typing import Annotated
 import typer
 
 from common.data.spec import DatasetName
+from common.device import resolve_device
+from common.errors import FederationError
 from common.federation.config import FederationConfig
 from common.models.spec import ArchitectureName
 from common.training.config import LossName
-from server.cli.output import console, emit_json, err_console, handle_errors, table
-from server.federation import RoundSummary, simulate
+from server.cli.output import EXIT_USAGE, console, emit_json, err_console, handle_errors, table
+from server.federation import RoundSummary, check_continuation, recorded_increments, simulate
 
 
 def simulate_command(
@@ -31,8 +33,8 @@ def simulate_command(
         int,
         typer.Option(
             min=0,
-            help="data increments per silo (0: as many as rounds); "
-            "increment i arrives in round i+1",
+            help="data increments per silo (0: the registry's, or as many as rounds for a "
+            "new one); increment i arrives in round i+1",
         ),
     ] = 0,
     supernodes: Annotated[
@@ -60,9 +62,13 @@ def simulate_command(
 ) -> None:
     """Run R federated rounds with the simulation engine: round r asks every silo for its
     increment r, commits each component to the registry as it arrives, composes them and
-    evaluates the composition. Rerun with the same registry to continue (new increments,
-    more silos); nothing already trained is retrained."""
+    evaluates the composition. Rerun with the same registry to continue (new increments);
+    nothing already trained is retrained, and a run whose data split, silos, base or
+    classes differ from the registry's is refused, saying what differs. Exits 2 when a
+    round committed nothing because every silo was refused."""
     with handle_errors(as_json=as_json):
+        if increments == 0:
+            increments = recorded_increments_of(registry) or rounds
         config = FederationConfig.from_run_config(
             {
                 "registry": str(registry),
@@ -71,7 +77,7 @@ def simulate_command(
                 "num-silos": silos,
                 "split": split,
                 "rounds": rounds,
-                "increments": increments or rounds,
+                "increments": increments,
                 "architecture": model,
                 "base-weights": base_weights,
                 "tangent": tangent,
@@ -85,6 +91,8 @@ def simulate_command(
                 "min-silos": supernodes or silos,
             }
         )
+        resolve_device(client_device)  # every simulated silo runs on this machine
+        check_continuation(config, config.data_spec())
         out = err_console if as_json else console
         out.print(
             f"simulating {supernodes or silos} silos of {dataset} ({split} split), "
@@ -104,6 +112,9 @@ def simulate_command(
 
         summaries = simulate(config, num_supernodes=supernodes or None, on_round=progress)
         final = summaries[-1].accuracy if summaries else None
+        # Idle silos (nothing new to learn) are normal; a round in which every silo that
+        # answered was refused is not.
+        failed = [s for s in summaries if s.rejected and not s.accepted and not s.idle]
         if as_json:
             emit_json(
                 {
@@ -122,8 +133,11 @@ def simulate_command(
                     "final_accuracy": final,
                     "registry": str(config.registry_path),
                     "seconds": time.perf_counter() - start,
+                    "error": _failure(failed) if failed else None,
                 }
             )
+            if failed:
+                raise typer.Exit(EXIT_USAGE)
             return
         console.print(
             table(
@@ -154,3 +168,17 @@ def simulate_command(
         console.print(
             f"done in {time.perf_counter() - start:.1f} s; registry {config.registry_path}"
         )
+        if failed:
+            raise FederationError(_failure(failed))
+
+
+def _failure(failed: list[RoundSummary]) -> str:
+    """Why rounds committed nothing: every silo's refusal, once per silo and reason."""
+    reasons = sorted({f"{r.silo}: {r.reason}" for s in failed for r in s.rejected})
+    rounds = ", ".join(str(s.round) for s in failed)
+    return f"round(s) {rounds} committed nothing: every silo was refused ({'; '.join(reasons)})"
+
+
+def recorded_increments_of(registry: Path) -> int | None:
+    """The increments per silo a registry's silos were cut into (None for a new one)."""
+    return recorded_increments(FederationConfig.from_run_config({"registry": str(registry)}))

@@ -1,6 +1,11 @@
 """The Flower ServerApp: rounds over the Grid, silo identities, round history."""
 
 from server.federation.app import app, make_server_app, run_federation
+from server.federation.continuation import (
+    check_continuation,
+    continuation_problems,
+    recorded_increments,
+)
 from server.federation.history import RoundSummary, read_history
 from server.federation.identity import SiloDirectory
 from server.federation.rounds import Federation
@@ -11,8 +16,11 @@ __all__ = [
     "RoundSummary",
     "SiloDirectory",
     "app",
+    "check_continuation",
+    "continuation_problems",
     "make_server_app",
     "read_history",
+    "recorded_increments",
     "run_federation",
     "simulate",
 ]

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 
-from common.data import LabeledDataset
+from common.data import DataSpec, LabeledDataset
 from common.errors import FederationError, ProtocolError, TMCError
 from common.federation import (
     DELTA,
     EVALUATE,
     HELLO,
     INSTRUCTION,
+    REFUSED,
     REPLY,
     THETA0,
     THETA0_ARRAYS,
@@ -31,6 +32,7 @@ from common.federation import (
     EvaluateResult,
     Hello,
     HelloRequest,
+    Refusal,
     TrainInstruction,
     component_from_content,
     pack,
@@ -41,6 +43,7 @@ from common.federation.config import FederationConfig
 from common.models import MaterializedBase
 from common.tangent import TangentModel
 from common.training import evaluate
+from server.federation.admission import refusal
 from server.federation.history import Rejection, RoundSummary, append_round
 from server.federation.identity import SiloDirectory
 from server.registry import Registry
@@ -68,6 +71,7 @@ class Federation:
         registry: Registry,
         base: MaterializedBase,
         *,
+        data: DataSpec,
         run_id: int,
         test_set: LabeledDataset | None = None,
         on_round: Callable[[RoundSummary], None] | None = None,
@@ -77,14 +81,17 @@ class Federation:
         self.config = config
         self.registry = registry
         self.base = base
+        self.data = data
         self.run_id = run_id
         self.test_set = test_set
         self.on_round = on_round
         self.poll_interval = poll_interval
         self.hello = HelloRequest(
-            base_sha256=base.sha256, base_spec_json=base.spec.canonical_json()
+            base_sha256=base.sha256, base_spec_json=base.spec.canonical_json(), data=data
         )
         self.directory = SiloDirectory(require_registered=config.require_authenticated_silos)
+        self.refused: dict[int, str] = {}
+        """Nodes refused this run (not greeted again until the next run), and why."""
         self.shapes = {name: shape for name, (shape, _) in base.tangent_shapes().items()}
         self.model = TangentModel(base.network, base.tangent_names)
 
@@ -173,37 +180,57 @@ class Federation:
             time.sleep(self.poll_interval * 5)
 
     def _introduce(self, online: Iterable[int], number: int, ledger: _RoundLedger) -> None:
-        """Say hello to nodes not yet bound this run; send θ0 to those that lack it."""
-        new = sorted(set(online) - set(self.directory.hellos))
+        """Say hello to nodes not yet bound (nor refused) this run; admit or refuse each
+        silo; send θ0 to admitted nodes that lack it and the reason to refused ones."""
+        new = sorted(set(online) - set(self.directory.hellos) - set(self.refused))
         if not new:
             return
         needs_theta0: list[int] = []
+        refusals: list[Message] = []
 
         def on_hello(msg: Message, reply: Message) -> None:
             node = msg.metadata.dst_node_id
             hello = self._read_hello(node, reply, number, ledger)
-            if hello is not None and not hello.has_base:
+            if hello is None:
+                return
+            reason = refusal(self.registry, self.data, hello)
+            if reason is not None:
+                self.directory.forget_node(node)
+                self.refused[node] = reason
+                self._refuse(hello.silo, number, reason, ledger)
+                refusals.append(
+                    self._message(node, REFUSED, Refusal(silo=hello.silo, reason=reason[:4000]))
+                )
+            elif not hello.has_base:
                 needs_theta0.append(node)
 
         for node in self._exchange(
             self._messages(new, HELLO, self.hello), on_hello, self.config.hello_timeout
         ):
             self._refuse(f"node:{node}", number, "no answer to hello within hello-timeout", ledger)
-        if not needs_theta0:
+        if not needs_theta0 and not refusals:
             return
-        log.info("sending θ0 (%s…) to %d node(s)", self.base.sha256[:12], len(needs_theta0))
-        arrays = tensors_to_arrays(self.base.theta0())
+        arrays = tensors_to_arrays(self.base.theta0()) if needs_theta0 else None
+        if needs_theta0:
+            log.info("sending θ0 (%s…) to %d node(s)", self.base.sha256[:12], len(needs_theta0))
 
-        def on_theta0(msg: Message, reply: Message) -> None:
+        def on_answer(msg: Message, reply: Message) -> None:
             node = msg.metadata.dst_node_id
+            if msg.metadata.message_type == REFUSED:
+                return  # the node has logged why; nothing to record
             self.directory.forget_node(node)  # re-bound from the fresh answer
             hello = self._read_hello(node, reply, number, ledger)
             if hello is not None and not hello.has_base:
                 self.directory.forget_node(node)
                 self._refuse(hello.silo, number, "θ0 was sent but the node still lacks it", ledger)
 
-        messages = self._messages(needs_theta0, THETA0, self.hello, arrays={THETA0_ARRAYS: arrays})
-        for node in self._exchange(messages, on_theta0, self.config.hello_timeout):
+        messages = refusals + self._messages(
+            needs_theta0, THETA0, self.hello, arrays={THETA0_ARRAYS: arrays}
+        )
+        for node in self._exchange(messages, on_answer, self.config.hello_timeout):
+            if node in self.refused:
+                log.info("node %s did not acknowledge its refusal", node)
+                continue
             silo = self.directory.silo_of(node) or f"node:{node}"
             self.directory.forget_node(node)
             self._refuse(silo, number, "no answer to θ0 within hello-timeout", ledger)
@@ -225,9 +252,10 @@ class Federation:
 
     def _next_increment(self, node: int, number: int) -> int | None:
         """The first increment this silo has not contributed yet, among those that have
-        arrived by round ``number`` (increment i arrives in round i + 1)."""
+        arrived by round ``number`` (increment i arrives in round i + 1). What it
+        contributed before being forgotten and readmitted does not count."""
         hello = self.directory.hellos[node]
-        done = {r.increment for r in self.registry.list_components(silo=hello.silo, status="all")}
+        done = set(self.registry.contributed_increments(hello.silo))
         arrived = min(number, hello.num_increments)
         return next((i for i in range(arrived) if i not in done), None)
 
@@ -244,6 +272,7 @@ class Federation:
                     increment=increment,
                     base_sha256=self.base.sha256,
                     base_spec_json=self.hello.base_spec_json,
+                    data=self.data,
                     train=train_config,
                 ),
             )
@@ -309,6 +338,7 @@ class Federation:
             round=number,
             base_sha256=self.base.sha256,
             base_spec_json=self.hello.base_spec_json,
+            data=self.data,
             version=version,
         )
         arrays = tensors_to_arrays(self.registry.composed_delta())

@@ -16,7 +16,7 @@ from pydantic import Field, JsonValue, field_validator
 from common.components import Component, TangentSchema, Weighting
 from common.components.component import SHA256_PATTERN
 from common.data.inputs import DataSpec
-from common.data.spec import PartitionSpec
+from common.federation.admission import PartitionRecord
 from common.schema import StrictModel
 
 if TYPE_CHECKING:
@@ -94,25 +94,6 @@ class BaseRecord(StrictModel):
         """The record of a materialised base (what the ServerApp holds)."""
         shapes = {name: shape for name, (shape, _) in base.tangent_shapes().items()}
         return cls(spec_json=base.spec.canonical_json(), sha256=base.sha256, shapes=shapes)
-
-
-class PartitionRecord(StrictModel):
-    """How the federation's silo data were cut from one dataset (simulated silos, and silo
-    folders written by ``tmc data export``): the first such silo fixes it, and a silo whose
-    data were cut otherwise is refused (its samples may overlap other silos')."""
-
-    identity: str = Field(max_length=256, description="the split cut, e.g. 'digits:train'")
-    partition: PartitionSpec
-
-    def differences(self, other: PartitionRecord) -> list[str]:
-        """``key: ours vs theirs`` for every setting that differs."""
-        mine = {"dataset": self.identity, **self.partition.model_dump(mode="json")}
-        theirs = {"dataset": other.identity, **other.partition.model_dump(mode="json")}
-        return [
-            f"{key.replace('_', '-')}: {mine[key]!r} vs {theirs[key]!r}"
-            for key in mine
-            if mine[key] != theirs.get(key)
-        ]
 
 
 class RegistrySettings(StrictModel):

@@ -84,9 +84,21 @@ def prepare(
     silos: tuple[str, ...] = SILOS,
     extra_keys: tuple[str, ...] = (INTRUDER,),
     increments: int = 2,
+    export: bool = True,
 ) -> None:
-    """Keys and certificates (deploy script) for ``silos`` and ``extra_keys``, and the
-    silos' digits data, at the same time."""
+    """Keys and certificates (deploy script) for ``silos`` and ``extra_keys``, and (with
+    ``export``) the silos' digits data, at the same time."""
+    export_argv = [
+        tool("tmc"),
+        "data",
+        "export",
+        "--out",
+        str(layout.data),
+        "--silos",
+        str(len(silos)),
+        "--increments",
+        str(increments),
+    ]
     in_parallel(
         group,
         {
@@ -102,17 +114,7 @@ def prepare(
                 "--superlink",
                 f"{HOST}:{port}",
             ],
-            "export": [
-                tool("tmc"),
-                "data",
-                "export",
-                "--out",
-                str(layout.data),
-                "--silos",
-                str(len(silos)),
-                "--increments",
-                str(increments),
-            ],
+            **({"export": export_argv} if export else {}),
         },
         timeout=120,
     )
@@ -208,8 +210,10 @@ def start_silo(
     key_of: str,
     data_of: str,
     suffix: str = "",
+    data_dir: Path | None = None,
 ) -> Managed:
-    """``tmc silo start``: checks its inputs, then execs flower-supernode."""
+    """``tmc silo start``: checks its inputs, then execs flower-supernode. The data are the
+    export of silo ``data_of``, or ``data_dir`` (a plain image folder)."""
     return group.start(
         f"node-{key_of}{suffix}",
         [
@@ -221,7 +225,7 @@ def start_silo(
             "--silo",
             data_of,
             "--data",
-            str(layout.data / data_of),
+            str(data_dir or layout.data / data_of),
             "--root-certificates",
             str(layout.silo(key_of) / "ca.crt"),
             "--auth-key",
@@ -246,6 +250,16 @@ def online_nodes(group: Processes) -> list[dict[str, str]]:
     nodes = listing["nodes"]
     assert isinstance(nodes, list)
     return [n for n in nodes if n["status"] == "online"]
+
+
+def rejections(layout: Layout) -> dict[str, list[str]]:
+    """Each silo's refusal reasons in the audit log, oldest first."""
+    with Registry.open(layout.registry, actor="e2e-test") as registry:
+        found: dict[str, list[str]] = {}
+        for event in registry.audit_log():
+            if event.action == "reject" and event.silo:
+                found.setdefault(event.silo, []).append(str(event.details.get("reason")))
+        return found
 
 
 def components(layout: Layout) -> Callable[[], dict[str, list[str]]]:

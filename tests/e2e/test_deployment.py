@@ -1,20 +1,28 @@
-"""The deployment end to end, as processes on loopback (the docker-compose topology without
-Docker): a SuperLink with TLS, SQLite state and SuperNode authentication; its ServerApp
-executor (``flower-superexec``, shared secret); two silo nodes started by ``tmc silo start``
-with registered keys; a third node whose key was never registered; ``flwr run`` for two
-rounds; then the admin API over TLS forgets one silo, and the registry verifies bit for bit.
+"""The deployment end to end with silos' own data, as processes on loopback (the
+docker-compose topology without Docker): a SuperLink with TLS, SQLite state and SuperNode
+authentication; its ServerApp executor (``flower-superexec``, shared secret); silo nodes
+started by ``tmc silo start`` on plain image folders; ``flwr run``; the admin API over TLS.
+
+1. Two silos hold PNG folders with different class subsets, laid out differently (flat
+   class folders; ``train/`` + ``test/``): both train, their folders mapped onto the
+   federation's label space by class name. A silo of grayscale images (the federation is
+   RGB) and one with a class the federation does not know are refused, with the reason in
+   the audit log and in their own node's log. A node whose key was never registered is
+   refused by the SuperLink.
+2. The composed model predicts class names.
+3. The operator forgets one silo over the admin API (an unauthenticated call and a bogus
+   token are refused); the next run refuses that silo as forgotten; the operator readmits
+   it over the admin API; the run after that trains it again. The registry verifies.
 
 Every process runs in its own session and carries a tag (``tests.processes``); all are
-stopped in ``finally``, and the test fails if any survives. Measured on a 2-core CPU
-machine shared with other jobs (load 4-6): 190-270 s, most of it ``flwr run`` (every
-message starts a fresh ``flwr-clientapp``, ~10 s of imports each); plus 35-90 s of fixture
-setup when no earlier test has pre-trained the digits base.
+stopped in ``finally``, and the test fails if any survives.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -23,13 +31,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from common.models import MaterializedBase
+from server.registry import Registry
 from tests.e2e.deployment import (
     HOST,
     INTRUDER,
     REPO,
-    RUN_CONFIG,
-    SILOS,
     Layout,
     call_without_token,
     components,
@@ -37,11 +43,14 @@ from tests.e2e.deployment import (
     online_nodes,
     prepare,
     register_silos,
+    rejections,
     start_server_side,
     start_silo,
     tool,
 )
+from tests.images import write_images
 from tests.processes import (
+    Managed,
     Processes,
     children,
     command_line,
@@ -52,50 +61,123 @@ from tests.processes import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
+CLASSES = "bird,cat,dog,fish"
+TRAINING = ("silo-a", "silo-b")
+REFUSED = ("silo-gray", "silo-x")
+RUN_CONFIG = (
+    'registry="{registry}" dataset="imagefolder" dataset-root="{server_data}" '
+    f'class-names="{CLASSES}" image-size=8 base-weights="init" rounds=1 increments=1 '
+    "epochs=3 min-silos={min_silos} require-authenticated-silos=true wait-seconds=120 "
+    "evaluate-federated={federated}"
+)
 
-def test_deployment_over_tls(
+
+def _silo_folders(root: Path) -> dict[str, Path]:
+    """Each silo's own images: a flat folder, a train/test one, grayscale, unknown class."""
+    folders = {name: root / name for name in (*TRAINING, *REFUSED)}
+    write_images(folders["silo-a"], {"dog": 6, "cat": 6}, seed=1)
+    write_images(folders["silo-b"] / "train", {"fish": 6, "bird": 6}, seed=2)
+    write_images(folders["silo-b"] / "test", {"bird": 2, "fish": 2}, seed=3)
+    write_images(folders["silo-gray"], {"cat": 4, "dog": 4}, mode="L", seed=4)
+    write_images(folders["silo-x"], {"cat": 4, "horse": 4}, seed=5)
+    write_images(root / "server" / "test", {c: 2 for c in CLASSES.split(",")}, seed=6)
+    return folders
+
+
+def _flwr_run(
+    group: Processes, layout: Layout, name: str, *, min_silos: int, federated: bool
+) -> str:
+    config = RUN_CONFIG.format(
+        registry=layout.registry,
+        server_data=layout.root / "images" / "server",
+        min_silos=min_silos,
+        federated=str(federated).lower(),
+    )
+    _, output = group.run(
+        name,
+        [tool("flwr"), "run", str(REPO), "tmc", "--run-config", config, "--stream"],
+        timeout=420,
+        cwd=layout.root,
+    )
+    return output
+
+
+def _wait_logged(node: Managed, text: str) -> None:
+    wait_until(lambda: text in node.log.read_text(errors="replace"), timeout=60, what=text)
+
+
+def test_silos_with_their_own_data_forget_and_readmit(
     tmp_path: Path,
-    digits_base: MaterializedBase,
     processes: Processes,
     record_property: Callable[[str, object], None],
 ) -> None:
     began = time.monotonic()
     layout = Layout(tmp_path)
     group = processes
+    folders = _silo_folders(tmp_path / "images")
 
     port = free_port()
-    prepare(group, layout, port)
+    prepare(group, layout, port, silos=(*TRAINING, *REFUSED), export=False)
     superlink = start_server_side(group, layout, port)
-
-    # Register the two silos' keys under their silo names; the intruder's key never is.
-    register_silos(group, layout, SILOS)
-    nodes = [start_silo(group, layout, port, key_of=s, data_of=s) for s in SILOS]
-    # Same data and silo name as silo-1, but a key the SuperLink does not know.
-    intruder = start_silo(group, layout, port, key_of=INTRUDER, data_of=SILOS[1])
+    register_silos(group, layout, (*TRAINING, *REFUSED))
+    nodes = {
+        silo: start_silo(group, layout, port, key_of=silo, data_of=silo, data_dir=folders[silo])
+        for silo in (*TRAINING, *REFUSED)
+    }
+    # silo-b's data and name, but a key the SuperLink does not know.
+    intruder = start_silo(
+        group, layout, port, key_of=INTRUDER, data_of="silo-b", data_dir=folders["silo-b"]
+    )
     wait_until(
-        lambda: len(online_nodes(group)) >= 2,
-        timeout=120,
-        what="both silo nodes online",
-        watch=[superlink, *nodes],
+        lambda: len(online_nodes(group)) >= 4,
+        timeout=180,
+        what="the four silo nodes online",
+        watch=[superlink, *nodes.values()],
         interval=1.0,
     )
-    assert all(command_line(n.pid)[1].endswith("flower-supernode") for n in nodes)
-
-    # The unregistered node is refused at activation and exits: it never gets a node id.
+    assert all(command_line(n.pid)[1].endswith("flower-supernode") for n in nodes.values())
     wait_until(lambda: not intruder.alive(), timeout=120, what="the intruder's node to give up")
-    assert intruder.popen.returncode not in (0, None), intruder.describe()
     assert "Failed to activate SuperNode" in intruder.log.read_text(), intruder.describe()
-    assert "No SuperNode found with the given public key" in superlink.log.read_text()
 
-    run_config = RUN_CONFIG.format(registry=layout.registry)
-    _, run_output = group.run(
-        "flwr-run",
-        [tool("flwr"), "run", str(REPO), "tmc", "--run-config", run_config, "--stream"],
-        timeout=420,
-        cwd=tmp_path,
+    # Run 1: the two fitting silos train; the other two are refused, and told why.
+    _flwr_run(group, layout, "flwr-run-1", min_silos=4, federated=True)
+    first = components(layout)()
+    assert sorted(first) == list(TRAINING), first
+    with Registry.open(layout.registry, actor="e2e-test") as registry:
+        classes = {r.silo: r.classes for r in registry.list_components()}
+        assert registry.settings.data is not None
+        assert registry.settings.data.classes == tuple(CLASSES.split(","))
+    assert classes == {"silo-a": (1, 2), "silo-b": (0, 3)}, "folders mapped by class name"
+    refused = rejections(layout)
+    assert "grayscale, 1 channel" in refused["silo-gray"][0], refused
+    assert "'horse'" in refused["silo-x"][0], refused
+    _wait_logged(nodes["silo-gray"], "the server refused silo silo-gray: images are grayscale")
+    _wait_logged(nodes["silo-x"], "the server refused silo silo-x: class(es) 'horse'")
+    for silo in REFUSED:
+        group.stop(nodes[silo])
+
+    # The composed model names classes (stdout alone holds the JSON document).
+    predicted = subprocess.run(
+        [
+            tool("tmc"),
+            "predict",
+            "--registry",
+            str(layout.registry),
+            "--json",
+            str(folders["silo-a"] / "cat" / "0.png"),
+            str(folders["silo-b"] / "test" / "fish" / "0.png"),
+        ],
+        capture_output=True,
+        text=True,
+        env=group.env,
+        timeout=120,
+        check=True,
     )
+    answers = json.loads(predicted.stdout)["predictions"]
+    assert len(answers) == 2, answers
+    assert all(a["class"] in CLASSES.split(",") for a in answers), answers
 
-    # The admin API over TLS (it needs the registry the run created); meanwhile, checks.
+    # Forget silo-a over the admin API, over TLS, with the operator's token.
     admin_port = free_port()
     admin_tls = layout.credentials / "admin"
     admin = group.start(
@@ -118,36 +200,49 @@ def test_deployment_over_tls(
             str(admin_port),
         ],
     )
-    runs = flwr_json(group, "flwr-ls", ["ls", "tmc"])["runs"]
-    assert isinstance(runs, list)
-    assert [r["status"] for r in runs] == ["finished:completed"], run_output[-3000:]
-    online = online_nodes(group)
-    assert len(online) == 2, online  # the two registered silos, nobody else
-    before = components(layout)()
-    assert sorted(before) == list(SILOS), before
-    assert [len(before[s]) for s in SILOS] == [2, 2], before
-
     wait_for_port(HOST, admin_port, timeout=120, watch=[admin])
-    no_token = call_without_token(admin_port, admin_tls / "ca.crt")
-    assert no_token == grpc.StatusCode.UNAUTHENTICATED, no_token
+    assert call_without_token(admin_port, admin_tls / "ca.crt") == grpc.StatusCode.UNAUTHENTICATED
     bogus = tmp_path / "bogus.token"
     bogus.write_text("tmc_not-a-real-token\n")
     remote = ["--server", f"localhost:{admin_port}", "--ca-cert", str(admin_tls / "ca.crt")]
-    forget = [tool("tmc"), "forget", "--reason", "e2e: withdrew consent", *remote]
-    refused = group.start(
-        "forget-bogus", [*forget, "--silo", SILOS[1], "--token-file", str(bogus), "--json"]
+    operator = ["--token-file", str(layout.credentials / "operator.token")]
+    status, answer = group.run(
+        "forget-bogus",
+        [tool("tmc"), "forget", "--silo", "silo-b", *remote, "--token-file", str(bogus), "--json"],
+        timeout=120,
+        check=False,
     )
+    assert status == 2, answer
+    assert json.loads(answer[answer.index("{") :])["error"] == "UnauthenticatedError", answer
+    reason = "e2e: withdrew consent"
     group.run(
         "forget",
-        [*forget, "--silo", SILOS[0], "--token-file", str(layout.credentials / "operator.token")],
+        [tool("tmc"), "forget", "--silo", "silo-a", "--reason", reason, *remote, *operator],
         timeout=120,
     )
-    refused.popen.wait(timeout=120)
-    assert refused.popen.returncode == 2, refused.describe()
-    answer = refused.log.read_text()
-    assert json.loads(answer[answer.index("{") :])["error"] == "UnauthenticatedError", answer
-    after = components(layout)()
-    assert after == {SILOS[1]: before[SILOS[1]]}, after
+    assert components(layout)() == {"silo-b": first["silo-b"]}
+
+    # Run 2: silo-a's node still runs, but the silo is refused as forgotten.
+    _flwr_run(group, layout, "flwr-run-2", min_silos=2, federated=False)
+    assert components(layout)() == {"silo-b": first["silo-b"]}, "nothing came back"
+    forgotten = rejections(layout)["silo-a"]
+    assert forgotten[-1].startswith("forgotten on "), forgotten
+    assert forgotten[-1].endswith(reason), forgotten
+    _wait_logged(nodes["silo-a"], "the server refused silo silo-a: forgotten on ")
+
+    # Readmitted by the operator over the admin API, it trains again in run 3.
+    group.run(
+        "readmit",
+        [tool("tmc"), "silo", "readmit", "silo-a", "--reason", "renewed", *remote, *operator],
+        timeout=120,
+    )
+    _flwr_run(group, layout, "flwr-run-3", min_silos=2, federated=False)
+    final = components(layout)()
+    assert sorted(final) == list(TRAINING), final
+    assert final["silo-a"] != first["silo-a"], "a new component, not the forgotten one"
+    runs = flwr_json(group, "flwr-ls", ["ls", "tmc"])["runs"]
+    assert isinstance(runs, list)
+    assert [r["status"] for r in runs] == ["finished:completed"] * 3, runs
 
     status, verify = group.run(
         "verify",

@@ -29,6 +29,7 @@ def test_generated_code_matches_the_proto() -> None:
         "Status",
         "Export",
         "AuditLog",
+        "Readmit",
     ]
     assert service.methods_by_name["Export"].server_streaming
 

@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from server.admin import AdminClient, AdminServer
+from common.models import MaterializedBase
+from server.admin import AdminClient, AdminServer, TLSFiles, serve
 from server.cli import app
 from server.registry import Registry
+from tests.registries import digits_registry
 from tests.server.admin.admin_helpers import Pki, snapshot
 from tests.server.admin.conftest import Tokens
 
@@ -104,10 +106,42 @@ def test_export_over_the_api(root: Path, tmp_path: Path, remote: dict[str, Path 
     with Registry.open(root, actor="test") as local:
         assert out.read_bytes() == local.export_bytes()
     assert payload["bytes"] == out.stat().st_size
-    # The API streams the composed Δ only; the full model is exported where the registry is.
+    # This registry predates stored θ0 and data specs: the full model cannot be built.
     code, payload = _run("export", "--out", str(out), *server, "--json")
     assert code == 2
-    assert "--delta-only" in payload["message"]
+    assert "created before registries stored" in payload["message"]
+
+
+def test_full_model_export_over_the_api(
+    tmp_path: Path, digits_base: MaterializedBase, tokens: Tokens, pki: Pki
+) -> None:
+    """The self-contained model streamed by the API equals the local export, byte for byte,
+    for the current and for a past version."""
+    root = digits_registry(tmp_path / "digits-registry", digits_base, rounds=2)
+    handle = serve(
+        root,
+        credentials_path=tokens.path,
+        host="127.0.0.1",
+        port=0,
+        tls=TLSFiles(pki.server_cert, pki.server_key),
+    )
+    try:
+        token = tmp_path / "operator.token"
+        token.write_text(tokens.operator + "\n")
+        server = ["--server", f"127.0.0.1:{handle.port}", "--ca-cert", str(pki.ca_cert)]
+        server += ["--token-file", str(token)]
+        for version in (None, 1):
+            out = tmp_path / f"model-{version}.safetensors"
+            extra = [] if version is None else ["--version", str(version)]
+            code, payload = _run("export", "--out", str(out), *extra, *server, "--json")
+            assert code == 0, payload
+            with Registry.open(root, actor="test") as local:
+                assert out.read_bytes() == local.export_model_bytes(version)
+        code, payload = _run("export", "--out", str(out), "--version", "9", *server, "--json")
+        assert code == 2
+        assert payload["error"] == "NotFoundError"
+    finally:
+        handle.stop(grace=1.0)
 
 
 def test_token_from_the_environment(
@@ -217,3 +251,48 @@ def test_serve_command_runs_until_sigterm(root: Path, tokens: Tokens, pki: Pki) 
     assert "admin API stopped" in logs
     assert "Forget by operator/ops" in logs  # -v logs the call...
     assert tokens.operator not in logs  # ...never the token
+
+
+def test_forget_then_readmit_over_the_api(root: Path, remote: dict[str, Path | str]) -> None:
+    """A silo token may forget its own silo, which tombstones it; only the operator may
+    readmit it; readmitting a silo that is not forgotten is NOT_FOUND (exit 2)."""
+    code, forgot = _run(
+        "forget", "--silo", "silo-0", "--reason", "mine", "--json", *_server_args(remote, "silo0")
+    )
+    assert code == 0, forgot
+    code, status = _run("registry", "status", "--json", *_server_args(remote, "operator"))
+    assert code == 0, status
+    assert status["tombstoned"] == 1
+    silo0 = next(s for s in status["silo_summaries"] if s["silo"] == "silo-0")
+    assert silo0["forgotten_reason"] == "mine"
+
+    before = snapshot(root)
+    code, refused = _run("silo", "readmit", "silo-0", "--json", *_server_args(remote, "silo0"))
+    assert code == 2, refused
+    assert refused["error"] == "PermissionDeniedError", refused
+    assert snapshot(root) == before, "a refused readmission changes nothing"
+
+    code, answer = _run(
+        "silo", "readmit", "silo-0", "--reason", "back", "--json", *_server_args(remote, "operator")
+    )
+    assert code == 0, answer
+    assert answer["silo"] == "silo-0"
+    assert answer["readmitted_at"] is not None
+    with Registry.open(root) as registry:
+        assert registry.tombstone("silo-0") is None
+        event = registry.audit_log()[-1]
+        assert (event.action, event.silo, event.details["reason"]) == ("readmit", "silo-0", "back")
+        assert event.actor.startswith("operator/")
+    code, again = _run("silo", "readmit", "silo-0", "--json", *_server_args(remote, "operator"))
+    assert code == 2, again
+    assert again["error"] == "NotFoundError", again
+
+
+def test_readmit_locally(root: Path) -> None:
+    with Registry.open(root) as registry:
+        registry.forget(silo="silo-1", actor="operator", reason="asked")
+    code, answer = _run("silo", "readmit", "silo-1", "--registry", str(root), "--json")
+    assert code == 0, answer
+    code, text = _run("silo", "readmit", "silo-1", "--registry", str(root))
+    assert code == 2
+    assert text.strip() == "error: silo 'silo-1' is not forgotten, so there is nothing to readmit"

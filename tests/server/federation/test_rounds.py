@@ -9,7 +9,7 @@ import torch
 from flwr.app import Message, RecordDict
 
 from common.components import compose
-from common.data import load_dataset
+from common.data import load_test_set
 from common.federation import DELTA, REPLY, THETA0
 from common.federation.config import FederationConfig
 from common.models import MaterializedBase
@@ -19,14 +19,20 @@ from tests.server.federation.fake_grid import FakeGrid
 
 
 def _run(config: FederationConfig, grid: FakeGrid, base: MaterializedBase) -> Registry:
+    data = config.data_spec()
     registry = Registry.open_or_create(
         config.registry_path,
         base=BaseRecord.from_materialized(base),
         weighting=config.weighting,
         max_norm=config.max_norm,
+        theta0=base.theta0(),
+        data=data,
     )
-    test_set = load_dataset(config.dataset_spec(), train=False)
-    Federation(grid, config, registry, base, run_id=7, test_set=test_set, poll_interval=0.0).run()
+    test_set = load_test_set(config.dataset_spec(), data)
+    federation = Federation(
+        grid, config, registry, base, data=data, run_id=7, test_set=test_set, poll_interval=0.0
+    )
+    federation.run()
     return registry
 
 

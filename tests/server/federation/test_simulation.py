@@ -106,19 +106,25 @@ def test_forgetting_a_silo_is_exact_and_survives_reopening(
         assert registry.verify().ok
 
 
-def test_a_second_run_continues_the_registry(
+def test_a_second_run_continues_the_registry_and_refuses_the_forgotten_silo(
     federation: tuple[FederationConfig, list[RoundSummary]],
 ) -> None:
+    """Runs after the forgetting test: silo-1 is tombstoned, so it stays out; the others
+    train their next increment and nothing is retrained."""
     config, _ = federation
     with Registry.open(config.registry_path) as registry:
         before = {(r.silo, r.increment): r.id for r in registry.list_components(status="all")}
+        assert registry.tombstone("silo-1") is not None
     summaries = simulate(config.model_copy(update={"rounds": 1}))
     assert [s.round for s in summaries] == [3]
+    refused = {r.silo: r.reason for r in summaries[0].rejected}
+    assert refused["silo-1"].startswith("forgotten on "), refused
+    assert refused["silo-1"].endswith(": asked by silo-1"), refused
     with Registry.open(config.registry_path) as registry:
         after = {(r.silo, r.increment): r.id for r in registry.list_components(status="all")}
         assert all(after[key] == value for key, value in before.items())  # nothing retrained
         new = sorted(set(after) - set(before))
-        assert new == [("silo-0", 2), ("silo-1", 2), ("silo-2", 2)]
+        assert new == [("silo-0", 2), ("silo-2", 2)]
         assert registry.verify().ok
 
 

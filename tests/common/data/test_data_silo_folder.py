@@ -1,0 +1,157 @@
+"""A silo's own image folder: layouts, label mapping by name, channels, held-out test
+images, the fingerprint that notices changed data; and the input spec that prepares them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from common.data import DataSpec, InputSpec, fingerprint, prepare_image, scan_silo_folder
+from common.data.dataset_inputs import folder_input
+from common.errors import DataError
+from common.federation import data_problems
+from tests.images import write_images
+
+FEDERATION = DataSpec(
+    classes=("bird", "cat", "dog", "fish"), input=folder_input(channels=3, size=8)
+)
+
+
+def test_flat_folder_is_mapped_onto_the_federation_by_class_name(tmp_path: Path) -> None:
+    write_images(tmp_path / "silo", {"dog": 3, "cat": 2})
+    folder = scan_silo_folder(tmp_path / "silo")
+    assert folder.class_names == ("cat", "dog")  # the silo's own order
+    assert folder.channels == (3,)
+    train, test = folder.datasets(FEDERATION)
+    assert test is None
+    assert train.classes == list(FEDERATION.classes)
+    assert sorted(train.targets.tolist()) == [1, 1, 2, 2, 2]  # cat=1, dog=2 federation-wide
+    image, label = train[0]
+    assert image.shape == (3, 8, 8)
+    assert FEDERATION.classes[label] == Path(train.paths[0]).parent.name
+
+
+def test_train_and_test_folders_and_a_held_out_fraction(tmp_path: Path) -> None:
+    write_images(tmp_path / "split" / "train", {"fish": 4, "bird": 4})
+    write_images(tmp_path / "split" / "test", {"bird": 1})
+    folder = scan_silo_folder(tmp_path / "split")
+    train, test = folder.datasets(FEDERATION)
+    assert (len(train), len(test or [])) == (8, 1)
+    assert test is not None
+    assert test.targets.tolist() == [0]
+
+    write_images(tmp_path / "flat", {"cat": 10, "dog": 5})
+    held = scan_silo_folder(tmp_path / "flat", test_fraction=0.2)
+    assert (len(held.train.files), len(held.test.files)) == (12, 3)  # 2 cats and 1 dog
+    again = scan_silo_folder(tmp_path / "flat", test_fraction=0.2)
+    assert again.test == held.test, "the same folder always holds out the same images"
+    assert not set(held.train.files) & set(held.test.files)
+
+
+def test_channels_are_read_from_the_files(tmp_path: Path) -> None:
+    write_images(tmp_path / "gray", {"cat": 2}, mode="L")
+    folder = scan_silo_folder(tmp_path / "gray")
+    assert folder.channels == (1,)
+    counts = folder.train.counts(len(folder.class_names))
+    problems = data_problems(
+        FEDERATION,
+        class_names=folder.class_names,
+        class_counts=counts,
+        channels=folder.channels,
+        image_size=None,
+    )
+    assert problems == [
+        "images are grayscale, 1 channel, but the federation's input has 3 channel(s) "
+        "(RGB 8×8, normalised)"
+    ]
+
+
+def test_problems_name_unknown_classes_and_empty_silos() -> None:
+    unknown = data_problems(
+        FEDERATION,
+        class_names=("cat", "horse"),
+        class_counts=(2, 3),
+        channels=(3,),
+        image_size=None,
+    )
+    assert unknown == [
+        "class(es) 'horse' are not in the federation's label space ('bird', 'cat', 'dog', 'fish')"
+    ]
+    empty = data_problems(FEDERATION, class_names=(), class_counts=(), channels=(), image_size=None)
+    assert empty == ["the silo holds no training images"]
+    ok = data_problems(
+        FEDERATION, class_names=("cat",), class_counts=(1,), channels=(3,), image_size=None
+    )
+    assert ok == []
+    sized = data_problems(
+        FEDERATION, class_names=("cat",), class_counts=(1,), channels=(3,), image_size=32
+    )
+    assert sized == ["images are stored at 32×32 px, the federation's input is 8×8"]
+
+
+def test_the_fingerprint_changes_when_the_files_do(tmp_path: Path) -> None:
+    write_images(tmp_path / "silo", {"cat": 2, "dog": 2})
+    before, _ = scan_silo_folder(tmp_path / "silo").datasets(FEDERATION)
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "silo").rename(moved)
+    moved.rename(tmp_path / "silo")
+    same, _ = scan_silo_folder(tmp_path / "silo").datasets(FEDERATION)
+    assert fingerprint(same) == fingerprint(before)
+    write_images(tmp_path / "silo", {"cat": 3}, seed=9)  # one more cat, the others rewritten
+    after, _ = scan_silo_folder(tmp_path / "silo").datasets(FEDERATION)
+    assert fingerprint(after) != fingerprint(before)
+
+
+def test_bad_folders_are_data_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        scan_silo_folder(tmp_path / "absent")
+    (tmp_path / "loose").mkdir()
+    (tmp_path / "loose" / "a.png").write_bytes(b"")
+    with pytest.raises(DataError, match="no class folders"):
+        scan_silo_folder(tmp_path / "loose")
+    write_images(tmp_path / "broken", {"cat": 1})
+    (tmp_path / "broken" / "cat" / "x.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"x\.png"):
+        scan_silo_folder(tmp_path / "broken")
+
+
+def test_prepare_image_follows_the_input_spec() -> None:
+    pixels = np.zeros((4, 4), dtype=np.uint8)
+    pixels[0, 0] = 255
+    image = Image.fromarray(pixels, "L")
+    plain = prepare_image(image, InputSpec(channels=1, size=4))
+    assert plain.shape == (1, 4, 4)
+    assert float(plain[0, 0, 0]) == 1.0
+    inverted = prepare_image(image, InputSpec(channels=1, size=4, invert=True))
+    assert torch.equal(inverted, 1.0 - plain)
+    normalised = prepare_image(image, InputSpec(channels=1, size=4, mean=(0.5,), std=(0.25,)))
+    assert torch.allclose(normalised, (plain - 0.5) / 0.25)
+    rgb = prepare_image(image, InputSpec(channels=3, size=2))
+    assert rgb.shape == (3, 2, 2)
+
+
+@pytest.mark.parametrize(
+    ("classes", "message"),
+    [
+        (("cat",), "at least 2"),
+        (("cat", "cat"), "repeated"),
+        (("cat", "a/b"), "invalid class names"),
+        (("cat", " dog"), "invalid class names"),
+    ],
+)
+def test_label_spaces_are_validated(classes: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DataSpec(classes=classes, input=InputSpec(channels=3, size=8))
+
+
+def test_input_specs_are_validated() -> None:
+    with pytest.raises(ValueError, match="both mean and std"):
+        InputSpec(channels=1, size=8, mean=(0.5,))
+    with pytest.raises(ValueError, match="one value per channel"):
+        InputSpec(channels=3, size=8, mean=(0.5,), std=(0.5,))
+    with pytest.raises(ValueError, match="positive"):
+        InputSpec(channels=1, size=8, mean=(0.5,), std=(0.0,))
