@@ -4,13 +4,16 @@ from common.data.base import (
     InMemoryDataset,
     IntArray,
     LabeledDataset,
+    Relabeled,
     Shard,
     fingerprint,
     tensors,
 )
-from common.data.datasets import load_dataset
+from common.data.dataset_inputs import dataset_data_spec, folder_input
+from common.data.datasets import in_label_space, load_dataset, load_test_set
 from common.data.digits import DIGITS_TEST_SIZE, load_digits_split
-from common.data.imagefolder import ImageFolderDataset
+from common.data.imagefolder import ImageFolderDataset, list_images, load_image_folder
+from common.data.inputs import DataSpec, InputSpec, prepare_image
 from common.data.partition import FederatedPartition, derive_seed, silo_name
 from common.data.silo_dir import (
     DATA_FILE,
@@ -21,6 +24,7 @@ from common.data.silo_dir import (
     export_silo,
     load_silo_dir,
 )
+from common.data.silo_folder import SiloFolder, is_silo_folder, scan_silo_folder
 from common.data.spec import DatasetName, DatasetSpec, PartitionSpec, SplitSpec
 from common.data.splits import (
     label_histogram,
@@ -35,29 +39,42 @@ __all__ = [
     "DATA_FILE",
     "DIGITS_TEST_SIZE",
     "MANIFEST_FILE",
+    "DataSpec",
     "DatasetName",
     "DatasetSpec",
     "FederatedPartition",
     "ImageFolderDataset",
     "InMemoryDataset",
+    "InputSpec",
     "IntArray",
     "LabeledDataset",
     "PartitionSpec",
+    "Relabeled",
     "Shard",
     "SiloData",
+    "SiloFolder",
     "SiloManifest",
     "SiloTestSplit",
     "SplitSpec",
     "UInt8ImageDataset",
+    "dataset_data_spec",
     "derive_seed",
     "export_silo",
     "fingerprint",
+    "folder_input",
+    "in_label_space",
+    "is_silo_folder",
     "label_histogram",
+    "list_images",
     "load_cifar",
     "load_dataset",
     "load_digits_split",
+    "load_image_folder",
     "load_silo_dir",
+    "load_test_set",
+    "prepare_image",
     "public_private_split",
+    "scan_silo_folder",
     "silo_classes",
     "silo_name",
     "split_increments",

@@ -18,6 +18,7 @@ from server.cli.demo import demo
 from server.cli.model_cmds import compose, evaluate_command, export, forget, predict
 from server.cli.output import EXIT_USAGE, one_line, report_error
 from server.cli.registry_cmds import registry_app
+from server.cli.silo_cmds import readmit
 from server.cli.simulate import simulate_command
 
 
@@ -78,6 +79,7 @@ app.command("evaluate")(evaluate_command)
 app.command("predict")(predict)
 app.add_typer(registry_app, name="registry")
 app.add_typer(data_app, name="data")
+silo_app.command("readmit")(readmit)  # the server's side of `tmc silo` (see silo_cmds)
 app.add_typer(silo_app, name="silo")
 app.add_typer(admin_app, name="admin")
 

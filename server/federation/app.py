@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from common.data import load_dataset
+from common.data import DataSpec, LabeledDataset, load_test_set
 from common.federation.config import FederationConfig
-from common.models import materialize
+from common.models import BaseModelSpec, MaterializedBase, from_theta0, materialize
 from server.federation.history import RoundSummary
 from server.federation.rounds import Federation
 from server.registry import BaseRecord, Registry
+from server.registry.sqlite import DB_FILENAME
 
 log = logging.getLogger(__name__)
 
@@ -31,25 +33,60 @@ def run_federation(
     on_round: Callable[[RoundSummary], None] | None = None,
 ) -> list[RoundSummary]:
     """Everything the ServerApp does, given a Grid and a validated config."""
-    base = materialize(config.base_spec())
+    data = config.data_spec()
+    base = _base(config, data)
     log.info(
-        "base %s (%s, %d tangent parameters), registry %s",
+        "base %s (%s, %d tangent parameters), classes %s, inputs %s, registry %s",
         base.sha256[:12],
         config.architecture,
         base.num_tangent_parameters,
+        list(data.classes)[:20],
+        data.input.describe(),
         config.registry_path,
     )
-    test_set = load_dataset(config.dataset_spec(), train=False) if config.evaluate_server else None
+    test_set = _server_test_set(config, data)
     with Registry.open_or_create(
         config.registry_path,
         base=BaseRecord.from_materialized(base),
         weighting=config.weighting,
         max_norm=config.max_norm,
+        theta0=base.theta0(),
+        data=data,
     ) as registry:
         federation = Federation(
-            grid, config, registry, base, run_id=run_id, test_set=test_set, on_round=on_round
+            grid,
+            config,
+            registry,
+            base,
+            data=data,
+            run_id=run_id,
+            test_set=test_set,
+            on_round=on_round,
         )
         return federation.run()
+
+
+def _base(config: FederationConfig, data: DataSpec) -> MaterializedBase:
+    """θ0: from the registry when it was made from this very spec (no cache, no weights
+    file, no pre-training needed), else materialised from the spec."""
+    spec = config.base_spec(data)
+    root = Path(config.registry_path)
+    if (root / DB_FILENAME).is_file():
+        with Registry.open(root, actor="server") as registry:
+            stored = BaseModelSpec.model_validate_json(registry.base.spec_json)
+            if stored == spec and registry.blobs.has_theta0():
+                return from_theta0(spec, registry.theta0(), expected_sha256=registry.base.sha256)
+    return materialize(spec)
+
+
+def _server_test_set(config: FederationConfig, data: DataSpec) -> LabeledDataset | None:
+    if not config.evaluate_server:
+        return None
+    spec = config.test_dataset_spec()
+    if spec is None:
+        log.info("no server test set (dataset-root is empty): server evaluation is skipped")
+        return None
+    return load_test_set(spec, data)
 
 
 def make_server_app(
