@@ -16,6 +16,7 @@ from server.cli.admin_cmds import admin_app
 from server.cli.data_cmds import data_app
 from server.cli.demo import demo
 from server.cli.model_cmds import compose, evaluate_command, export, forget, predict
+from server.cli.nodes_cmds import nodes_app
 from server.cli.output import EXIT_USAGE, one_line, report_error
 from server.cli.registry_cmds import registry_app
 from server.cli.silo_cmds import readmit
@@ -82,6 +83,7 @@ app.add_typer(data_app, name="data")
 silo_app.command("readmit")(readmit)  # the server's side of `tmc silo` (see silo_cmds)
 app.add_typer(silo_app, name="silo")
 app.add_typer(admin_app, name="admin")
+app.add_typer(nodes_app, name="nodes")
 
 
 @app.callback()

@@ -18,6 +18,7 @@ from common.data import DataSpec, LabeledDataset, load_test_set
 from common.federation.config import FederationConfig
 from common.models import BaseModelSpec, MaterializedBase, from_theta0, materialize
 from server.federation.history import RoundSummary
+from server.federation.logs import stream_project_logs
 from server.federation.rounds import Federation
 from server.registry import BaseRecord, Registry
 from server.registry.sqlite import DB_FILENAME
@@ -99,6 +100,8 @@ def make_server_app(
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
+        if config is None:  # run by Flower (flwr-serverapp): show progress in `flwr run --stream`
+            stream_project_logs()
         effective = config or FederationConfig.from_run_config(context.run_config)
         run_federation(grid, effective, run_id=context.run_id, on_round=on_round)
 

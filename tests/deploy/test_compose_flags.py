@@ -42,9 +42,15 @@ def services(*, include_profiles: bool = True) -> dict[str, dict[str, Any]]:
 
 
 def command(name: str) -> list[str]:
+    """The program a service runs; a ``sh -c 'wait...; exec "$@"' NAME PROGRAM ARGS...``
+    wrapper (the admin API waits for the registry) is looked through."""
     value = services()[name].get("command")
     assert isinstance(value, list), f"{name}: write the command as a list (exec form)"
-    return [str(part) for part in value]
+    argv = [str(part) for part in value]
+    if argv[:2] == ["sh", "-c"]:
+        assert 'exec "$$@"' in argv[2], f"{name}: a shell wrapper must end in exec"
+        return argv[4:]
+    return argv
 
 
 @dataclass(frozen=True)
@@ -202,3 +208,58 @@ def test_the_checks_catch_drift() -> None:
         list(split_args(["--insecure=yes"], flags))
     with pytest.raises(click.UsageError):
         _tmc_context(["silo", "start", "--superlink=superlink:8000", "--no-such-flag"])
+
+
+def test_containers_run_as_an_explicit_uid() -> None:
+    """No default uid: the keys are the host user's 0600 files (issue: 10001 could not
+    read them), so an unset TMC_UID must stop compose with a message."""
+    for name, spec in services().items():
+        user = spec["user"]
+        assert user.startswith("${TMC_UID:?"), name
+        assert "${TMC_GID:?" in user, name
+        assert "10001" not in user, name
+
+
+def test_health_checks_ask_the_process() -> None:
+    for name in ("superlink", "superexec-serverapp"):
+        spec = services()[name]
+        address = _options(name)["--health-server-address"]
+        assert address is not None
+        assert address.startswith("127.0.0.1:"), "plain-text health server: loopback only"
+        check = spec["healthcheck"]
+        assert check["test"] == ["CMD", "tmc-healthcheck", address], name
+        assert check.get("start_period"), f"{name}: a start period (startup is slow)"
+
+
+def test_restarts_are_bounded_and_init_reaps() -> None:
+    for name, spec in services().items():
+        policy = spec["restart"]
+        assert re.fullmatch(r"on-failure:\d", policy), f"{name}: {policy}"
+        assert spec.get("init") is True, f"{name}: spawns processes, needs an init"
+
+
+def test_ports_are_published_on_loopback_by_default() -> None:
+    for name, spec in services().items():
+        for port in spec.get("ports", []):
+            default = re.fullmatch(r"\$\{TMC_[A-Z_]+:-(127\.0\.0\.1:\d+)\}:\d+", port)
+            assert default, f"{name}: {port} must default to a loopback address"
+
+
+def test_least_privilege_mounts() -> None:
+    """The ServerApp executor gets the CA and the SuperExec secret, never the SuperLink's
+    TLS key; a silo gets its CA and its node key; data is read-only; the registry volume is
+    mounted above the registry folder so that the process creates (and owns) the folder."""
+    mounts = {n: services()[n]["volumes"] for n in services()}
+
+    def target(volume: str) -> str:  # SOURCE:TARGET[:MODE], SOURCE may hold ${VAR:-x}
+        return re.sub(r"\$\{[^}]*\}", "", volume).split(":")[1]
+
+    executor = [target(v) for v in mounts["superexec-serverapp"] if v.startswith("$")]
+    assert executor == ["/credentials/ca.crt", "/credentials/superexec.secret"]
+    assert not any("server.key" in v for v in mounts["superexec-serverapp"])
+    for silo in (n for n in tmc_services() if command(n)[1:3] == ["silo", "start"]):
+        files = sorted(target(v) for v in mounts[silo] if "/credentials" in v)
+        assert files == ["/credentials/ca.crt", "/credentials/node.key"], silo
+        assert all(v.endswith(":ro") for v in mounts[silo] if v.startswith("$")), silo
+    for name in ("superexec-serverapp", "admin"):
+        assert "registry:/var/lib/tmc" in mounts[name], name

@@ -1,0 +1,58 @@
+"""The ServerApp's log lines reach Flower's console handler, which ``flwr-serverapp``
+mirrors to ``flwr run --stream`` (server/federation/logs.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Iterator
+
+import pytest
+from flwr.common.logger import console_handler
+
+from server.federation.logs import PROJECT_LOGGERS, stream_project_logs
+
+
+@contextlib.contextmanager
+def bare_logging() -> Iterator[None]:
+    """No root handler, as in flwr-serverapp (pytest's own capture handlers included, which
+    it adds to the root for each test phase); restored afterwards."""
+    root = logging.getLogger()
+    saved_root = root.handlers[:]
+    saved = {
+        n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level) for n in PROJECT_LOGGERS
+    }
+    root.handlers.clear()
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved_root
+        for name, (handlers, level) in saved.items():
+            logging.getLogger(name).handlers[:] = handlers
+            logging.getLogger(name).setLevel(level)
+
+
+def test_round_lines_reach_flowers_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr(console_handler, "stream", stream)
+    with bare_logging():
+        assert stream_project_logs()
+        assert stream_project_logs()  # idempotent: one handler, one line per record
+        logging.getLogger("server.federation.rounds").info("round %d: %d silos train", 1, 3)
+    lines = [line for line in stream.getvalue().splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert lines[0].endswith("round 1: 3 silos train")
+    assert "INFO" in lines[0]
+
+
+def test_a_configured_process_keeps_its_own_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = logging.getLogger()
+    handler = logging.NullHandler()
+    root.addHandler(handler)
+    try:
+        before = logging.getLogger("server").handlers[:]
+        assert not stream_project_logs()
+        assert logging.getLogger("server").handlers == before
+    finally:
+        root.removeHandler(handler)
