@@ -62,6 +62,11 @@ class CompiledGraph:
     output: str
     fused: dict[str, FusedConvBatchNorm]
     """Folded conv-BN pairs by BN module path (their buffers must follow the model)."""
+    live: frozenset[str] = frozenset()
+    """Steps whose value may carry a tangent; the others run before them, once per input."""
+    frontier: tuple[str, ...] = ()
+    """Values of steps outside ``live`` (or the input) that ``live`` steps or the output
+    read: what the frozen part hands over (the features a training loop may cache)."""
 
 
 def _primal(
@@ -290,7 +295,18 @@ class _Compiler:
         if len(inputs) != 1 or output is None:
             raise TangentError("the network must take one input tensor and return one tensor")
         steps = _with_lifetimes(forms, folded_bn, by_name, output.name)
-        return CompiledGraph(inputs[0], steps, output.name, self.fused)
+        frontier: dict[str, None] = {}
+        for node, _, _ in forms:
+            if node.name in live:
+                read = by_name[folded_bn[node.name]] if node.name in folded_bn else node
+                for arg in _input_nodes(read.args) + _input_nodes(read.kwargs):
+                    if arg.name not in live:
+                        frontier[arg.name] = None
+        if output.name not in live:
+            frontier[output.name] = None
+        return CompiledGraph(
+            inputs[0], steps, output.name, self.fused, frozenset(live), tuple(frontier)
+        )
 
 
 def _with_lifetimes(

@@ -22,6 +22,10 @@ from torch import nn
 from torch.func import functional_call, jvp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+Inputs = torch.Tensor | tuple[torch.Tensor, ...]
+"""The network's one argument: an image batch, or the tuple of cached features that the
+suffix of a split network takes (``common.tangent.split``)."""
+
 
 @contextmanager
 def _forward_ad_kernels() -> Iterator[None]:
@@ -59,12 +63,12 @@ class JvpForward:
         network = self.network
         return {**dict(network.named_parameters()), **dict(network.named_buffers())}
 
-    def _call(self, state: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def _call(self, state: Mapping[str, torch.Tensor], x: Inputs) -> torch.Tensor:
         out: torch.Tensor = functional_call(self.network, dict(state), (x,))
         return out
 
     def dual(
-        self, x: torch.Tensor, tangents: tuple[torch.Tensor, ...]
+        self, x: Inputs, tangents: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(f(x; θ0), J·Δ) by ``torch.func.jvp``, differentiable as autograd allows."""
         state = self._state()
@@ -78,12 +82,13 @@ class JvpForward:
             out, jv = jvp(f, primals, tangents)[:2]
         return out, jv
 
-    def pullback(self, x: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def pullback(self, x: Inputs, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Jᵀ·grad at θ0, one tensor per tangent parameter (in ``tangent_names`` order)."""
         state = self._state()
         leaves = {n: state[n].detach().requires_grad_(True) for n in self.tangent_names}
+        plain = x.detach() if isinstance(x, torch.Tensor) else tuple(t.detach() for t in x)
         with torch.enable_grad(), _forward_ad_kernels():
-            out = self._call({**state, **leaves}, x.detach())
+            out = self._call({**state, **leaves}, plain)
             grads = torch.autograd.grad(out, tuple(leaves.values()), grad, allow_unused=True)
         return tuple(
             torch.zeros_like(leaves[n]) if g is None else g
@@ -91,11 +96,14 @@ class JvpForward:
         )
 
     def __call__(
-        self, x: torch.Tensor, delta: Mapping[str, torch.Tensor]
+        self, x: Inputs, delta: Mapping[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         tangents = tuple(delta[n] for n in self.tangent_names)
         wants_delta_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tangents)
-        if wants_delta_grad and not x.requires_grad:
+        wants_input_grad = (
+            x.requires_grad if isinstance(x, torch.Tensor) else any(t.requires_grad for t in x)
+        )
+        if wants_delta_grad and not wants_input_grad:
             primal, tangent = _Linearised.apply(self, x, *tangents)
             return primal, tangent
         return self.dual(x, tangents)
@@ -108,13 +116,14 @@ class _Linearised(torch.autograd.Function):
     def forward(
         ctx: torch.autograd.function.FunctionCtx,
         linearised: JvpForward,
-        x: torch.Tensor,
+        x: Inputs,
         *tangents: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             primal, tangent = linearised.dual(x, tangents)
+        # Kept on ctx, not saved for backward: x may be a tuple, and nothing changes it.
         ctx.linearised = linearised  # type: ignore[attr-defined]
-        ctx.save_for_backward(x)
+        ctx.inputs = x  # type: ignore[attr-defined]
         ctx.mark_non_differentiable(primal)
         return primal, tangent
 
@@ -122,6 +131,5 @@ class _Linearised(torch.autograd.Function):
     def backward(
         ctx: torch.autograd.function.FunctionCtx, _: torch.Tensor, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        (x,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        grads = ctx.linearised.pullback(x, grad)  # type: ignore[attr-defined]
+        grads = ctx.linearised.pullback(ctx.inputs, grad)  # type: ignore[attr-defined]
         return (None, None, *grads)

@@ -29,6 +29,7 @@ from common.errors import TangentError
 from common.tangent.compile import DeltaLookup, Env, compile_network
 from common.tangent.dual import DualValue, Tangent
 from common.tangent.functional import JvpForward
+from common.tangent.split import Features, FrozenSplit, is_per_example, split_frozen
 
 PathName = Literal["dual", "jvp"]
 PathChoice = Literal["auto", "dual", "jvp"]
@@ -74,6 +75,10 @@ class TangentModel(nn.Module):
         self.fused = nn.ModuleDict()
         self._jvp = JvpForward(network, self.tangent_names)
         self.path: PathName = "jvp"
+        self._live: frozenset[str] = frozenset()
+        self._frontier: tuple[str, ...] = ()
+        self._split: FrozenSplit | None = None
+        self._split_done = False
         if path != "jvp":
             try:
                 compiled = compile_network(network, frozenset(self.tangent_names))
@@ -85,6 +90,7 @@ class TangentModel(nn.Module):
                 self.path = "dual"
                 self._input, self._steps = compiled.input, compiled.steps
                 self._output = compiled.output
+                self._live, self._frontier = compiled.live, compiled.frontier
                 self.fused.update({_parameter_key(k): v for k, v in compiled.fused.items()})
 
     # -- Δ ---------------------------------------------------------------------------------
@@ -122,6 +128,11 @@ class TangentModel(nn.Module):
         self.base.eval()
         return self
 
+    def _lookup(self, delta: DeltaLookup | None) -> DeltaLookup:
+        if delta is not None:
+            return delta
+        return {n: self.delta[_parameter_key(n)] for n in self.tangent_names}
+
     def forward_dual(
         self, x: torch.Tensor, delta: DeltaLookup | None = None
     ) -> tuple[torch.Tensor, Tangent]:
@@ -130,11 +141,7 @@ class TangentModel(nn.Module):
         On the dual path, where nothing needs a gradient the primal and tangent travel
         stacked along the batch (one call of each W0 layer for both); otherwise as two
         tensors, so that backward runs through the tangent path only."""
-        lookup: DeltaLookup = (
-            {n: self.delta[_parameter_key(n)] for n in self.tangent_names}
-            if delta is None
-            else delta
-        )
+        lookup = self._lookup(delta)
         if self.path == "jvp":
             return self._jvp(x, lookup)
         needs_grad = torch.is_grad_enabled() and (
@@ -150,3 +157,63 @@ class TangentModel(nn.Module):
     def forward(self, x: torch.Tensor, delta: DeltaLookup | None = None) -> torch.Tensor:
         primal, tangent = self.forward_dual(x, delta)
         return primal if tangent is None else primal + tangent
+
+    # -- cached features -------------------------------------------------------------------
+
+    def _jvp_split(self) -> FrozenSplit | None:
+        if not self._split_done:  # traced once, on first use: most models never need it
+            self._split = split_frozen(self.base, self.tangent_names)
+            self._split_done = True
+        return self._split
+
+    @torch.no_grad()
+    def frozen_features(self, x: torch.Tensor) -> Features | None:
+        """What the frozen part below the first tangent layer hands over for ``x`` (one row
+        per example), or ``None`` when nothing can be cached (the network cannot be split,
+        or what crosses the cut is not a tensor per example). ``forward_features`` on these
+        gives exactly ``forward(x)``: the same operations on the same values."""
+        if self.path == "dual":
+            env: Env = {self._input: DualValue(x, None)}
+            keep = set(self._frontier)
+            for step in self._steps:
+                if step.name in self._live:
+                    continue
+                env[step.name] = step.stacked(env, {})
+                for name in step.frees:
+                    if name not in keep:
+                        del env[name]
+            features: Features = tuple(env[n].primal for n in self._frontier)
+        else:
+            split = self._jvp_split()
+            if split is None:
+                return None
+            features = split.prefix(x)
+        if not is_per_example(features, x.shape[0]) or (len(features) == 1 and features[0] is x):
+            return None
+        return features
+
+    def forward_features(
+        self, features: Features, delta: DeltaLookup | None = None
+    ) -> torch.Tensor:
+        """``forward`` from the output of ``frozen_features`` (the part above the cut)."""
+        primal, tangent = self.forward_dual_features(features, delta)
+        return primal if tangent is None else primal + tangent
+
+    def forward_dual_features(
+        self, features: Features, delta: DeltaLookup | None = None
+    ) -> tuple[torch.Tensor, Tangent]:
+        lookup = self._lookup(delta)
+        if self.path == "jvp":
+            split = self._jvp_split()
+            if split is None:  # pragma: no cover - frozen_features returned None then
+                raise TangentError("this network has no frozen part to start from")
+            return JvpForward(split.suffix, self.tangent_names)(features, lookup)
+        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in lookup.values())
+        env: Env = {n: DualValue(f, None) for n, f in zip(self._frontier, features, strict=True)}
+        for step in self._steps:
+            if step.name not in self._live:
+                continue
+            env[step.name] = (step.pair if needs_grad else step.stacked)(env, lookup)
+            for name in step.frees:
+                env.pop(name, None)
+        return env[self._output].pair()

@@ -30,6 +30,12 @@ class TrainConfig(StrictModel):
     gamma: float = Field(0.1, gt=0.0, le=1.0)
     seed: int = 0
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda|cuda:\d+)$")
+    cache_features: bool = Field(
+        True,
+        description="run the frozen part below the first trained layer once per example and "
+        "train on its cached output (same result; needs a dataset without random "
+        "augmentation, as every dataset here is)",
+    )
 
     @field_validator("milestones")
     @classmethod

@@ -7,6 +7,7 @@ comparison between them measures the model, not the training code.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -22,6 +23,14 @@ from common.errors import DataError
 from common.progress import progress_bar
 from common.tangent.model import TangentModel
 from common.training.config import TrainConfig
+from common.training.features import (
+    SuffixOnFeatures,
+    TangentOnFeatures,
+    batch_to,
+    encode_dataset,
+    network_encoder,
+    split_for_finetuning,
+)
 from common.training.losses import distance_penalty, task_loss
 
 Sample = tuple[torch.Tensor, int]
@@ -38,6 +47,10 @@ class TrainReport:
     seconds: float
     device: str
     label_histogram: dict[int, int]
+    cached_features: bool = False
+    """The frozen part ran once per example (features cached), not once per epoch."""
+    encode_seconds: float = 0.0
+    """Of ``seconds``, the time spent computing the cached features."""
 
 
 def label_histogram(dataset: Dataset[Sample]) -> dict[int, int]:
@@ -54,7 +67,7 @@ def label_histogram(dataset: Dataset[Sample]) -> dict[int, int]:
 def fit(
     module: nn.Module,
     params: Sequence[nn.Parameter],
-    dataset: Dataset[Sample],
+    dataset: Dataset[Sample] | Dataset[tuple[tuple[torch.Tensor, ...], int]],
     config: TrainConfig,
     *,
     penalty: Callable[[], torch.Tensor],
@@ -82,8 +95,8 @@ def fit(
         for _ in range(config.epochs):
             total, seen = 0.0, 0
             for images, labels in loader:
-                images, labels = images.to(device), labels.to(device)
-                loss = task_loss(module(images), labels, config)
+                inputs, labels = batch_to(images, device), labels.to(device)
+                loss = task_loss(module(inputs), labels, config)
                 objective = loss + config.penalty * penalty() if config.penalty else loss
                 optimizer.zero_grad(set_to_none=True)
                 objective.backward()
@@ -101,7 +114,7 @@ def fit(
         epoch_losses=tuple(losses),
         seconds=time.perf_counter() - start,
         device=str(device),
-        label_histogram=label_histogram(dataset),
+        label_histogram=label_histogram(dataset),  # type: ignore[arg-type]
     )
 
 
@@ -113,20 +126,38 @@ def train_tangent(
     progress: bool = False,
     description: str = "tangent component",
 ) -> tuple[Delta, TrainReport]:
-    """Train Δ of ``model`` from zero on ``dataset``; returns Δ on the CPU and a report."""
+    """Train Δ of ``model`` from zero on ``dataset``; returns Δ on the CPU and a report.
+
+    With ``config.cache_features`` (the default) the frozen part below the first tangent
+    layer runs once per example and the epochs train on its cached output
+    (``common.training.features``); the Δ is the same, bit for bit on the CPU."""
     device = resolve_device(config.device)
     model.reset_delta()
     model.to(device)
     params = list(model.delta_parameters())
+    start = time.perf_counter()
+    cached = (
+        encode_dataset(model.frozen_features, dataset, batch_size=config.batch_size, device=device)
+        if config.cache_features
+        else None
+    )
+    encode_seconds = time.perf_counter() - start
     report = fit(
-        model,
+        model if cached is None else TangentOnFeatures(model),
         params,
-        dataset,
+        dataset if cached is None else cached,
         config,
         penalty=lambda: distance_penalty(params, eps=config.penalty_eps),
         progress=progress,
         description=description,
     )
+    if cached is not None:
+        report = dataclasses.replace(
+            report,
+            seconds=report.seconds + encode_seconds,
+            cached_features=True,
+            encode_seconds=encode_seconds,
+        )
     delta = Delta({n: t.detach().cpu().clone() for n, t in model.delta_state().items()})
     model.to("cpu")
     return delta, report
@@ -152,14 +183,30 @@ def finetune(
     for p in params:
         p.requires_grad_(True)
     references = [p.detach().clone() for p in params]
+    tuned.eval()
+    start = time.perf_counter()
+    split = split_for_finetuning(tuned, names) if config.cache_features else None
+    cached = (
+        encode_dataset(network_encoder(split), dataset, batch_size=config.batch_size, device=device)
+        if split is not None
+        else None
+    )
+    encode_seconds = time.perf_counter() - start
     report = fit(
-        tuned,
+        tuned if cached is None or split is None else SuffixOnFeatures(split),
         params,
-        dataset,
+        dataset if cached is None else cached,
         config,
         penalty=lambda: distance_penalty(params, references, eps=config.penalty_eps),
         progress=progress,
         description=description,
     )
+    if cached is not None:
+        report = dataclasses.replace(
+            report,
+            seconds=report.seconds + encode_seconds,
+            cached_features=True,
+            encode_seconds=encode_seconds,
+        )
     tuned.requires_grad_(False)
     return tuned.to("cpu"), report
