@@ -14,6 +14,7 @@ from common.data.datasets import in_label_space, load_dataset, load_test_set
 from common.data.digits import DIGITS_TEST_SIZE, load_digits_split
 from common.data.imagefolder import ImageFolderDataset, list_images, load_image_folder
 from common.data.inputs import DataSpec, InputSpec, prepare_image
+from common.data.mnist5k import MNIST5K_TEST_SIZE, load_mnist5k_split
 from common.data.partition import FederatedPartition, derive_seed, silo_name
 from common.data.silo_dir import (
     DATA_FILE,
@@ -39,6 +40,7 @@ __all__ = [
     "DATA_FILE",
     "DIGITS_TEST_SIZE",
     "MANIFEST_FILE",
+    "MNIST5K_TEST_SIZE",
     "DataSpec",
     "DatasetName",
     "DatasetSpec",
@@ -70,6 +72,7 @@ __all__ = [
     "load_dataset",
     "load_digits_split",
     "load_image_folder",
+    "load_mnist5k_split",
     "load_silo_dir",
     "load_test_set",
     "prepare_image",

