@@ -153,6 +153,10 @@ def _run(settings: CostSettings, *, device: torch.device, quick: bool) -> dict[s
                 result[key] = registry[key]
         if "bytes" in settings.sections:
             result["upload_bytes"] = measure_upload_bytes()
+            result["bytes_per_component"] = {
+                model: {scope: d["bytes_per_component"] for scope, d in scopes.items()}
+                for model, scopes in result["upload_bytes"].items()
+            }
         if "flower" in settings.sections:
             result["flower_round_overhead"] = measure_round_overhead(
                 workdir / "flower",

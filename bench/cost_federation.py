@@ -4,7 +4,9 @@
   (safetensors + canonical JSON metadata) and as it travels in the Flower reply (the
   ``ArrayRecord``'s serialised arrays), next to the full θ0 state dict as safetensors
   (what a FedAvg-style upload of the whole model would weigh), for ``small-cnn`` and
-  ``resnet18`` with ``full`` and ``last-stage`` tangent scopes.
+  ``resnet18`` with ``full`` and ``last-stage`` tangent scopes; and per upload encoding
+  (float32, bfloat16, int8, int8 per channel): the stored component and the whole Flower
+  reply as Flower counts it (``RecordDict`` records' ``count_bytes``).
 * Flower round overhead: a small federation in Flower's simulation engine (Ray); for each
   round, its wall time minus the slowest silo's own training time (discovery, messaging,
   validation, registry commit). Server and federated evaluation are turned off so that
@@ -23,9 +25,9 @@ from typing import Any
 import torch
 from safetensors.torch import save as safetensors_save
 
-from common.components import Component, ComponentMeta, Delta, component_to_bytes
+from common.components import ENCODINGS, Component, ComponentMeta, Delta, component_to_bytes
 from common.federation.config import FederationConfig
-from common.federation.records import tensors_to_arrays
+from common.federation.records import component_to_content, content_bytes, tensors_to_arrays
 from common.models import BaseModelSpec, materialize
 
 BYTE_MODELS = (("small-cnn", 1, "small_cnn"), ("resnet18", 3, "resnet18"))
@@ -40,11 +42,28 @@ def _upload(architecture: str, channels: int, scope: str) -> dict[str, Any]:
         tangent=scope,
     )
     base = materialize(spec)
-    delta = Delta({n: torch.zeros(shape) for n, (shape, _) in base.tangent_shapes().items()})
-    component = Component(
-        delta, ComponentMeta(base_sha256=base.sha256, silo="silo-0", num_examples=1)
+    generator = torch.Generator().manual_seed(0)
+    delta = Delta(
+        {
+            n: 0.01 * torch.randn(shape, generator=generator)
+            for n, (shape, _) in base.tangent_shapes().items()
+        }
     )
-    stored = len(component_to_bytes(component))
+    per_encoding: dict[str, dict[str, float]] = {}
+    for encoding in ENCODINGS:
+        meta = ComponentMeta(
+            base_sha256=base.sha256, silo="silo-0", num_examples=1, encoding=encoding
+        )
+        encoded = Component.encoded(delta, meta)
+        per_encoding[encoding] = {
+            "component_bytes": len(component_to_bytes(encoded)),
+            "reply_bytes": content_bytes(component_to_content(encoded)),
+        }
+    for entry in per_encoding.values():
+        entry["float32_over_this"] = per_encoding["float32"]["component_bytes"] / max(
+            1.0, entry["component_bytes"]
+        )
+    stored = int(per_encoding["float32"]["component_bytes"])
     wire = sum(len(array.data) for array in tensors_to_arrays(delta).values())
     state = {k: v.contiguous() for k, v in base.theta0().items()}
     theta0 = len(safetensors_save(state))
@@ -56,6 +75,7 @@ def _upload(architecture: str, channels: int, scope: str) -> dict[str, Any]:
         "component_wire_bytes": wire,
         "theta0_bytes": theta0,
         "component_over_theta0": stored / theta0,
+        "bytes_per_component": per_encoding,
     }
 
 

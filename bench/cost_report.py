@@ -144,6 +144,21 @@ def _bytes_lines(upload: dict[str, Any]) -> list[str]:
                 f"| {_fmt_bytes(d['component_bytes'])} | {_fmt_bytes(d['component_wire_bytes'])} "
                 f"| {_fmt_bytes(d['theta0_bytes'])} | {d['component_over_theta0']:.3f} |"
             )
+    lines += [
+        "",
+        "## Bytes per component by upload encoding (`upload-dtype`)",
+        "",
+        "| model | tangent scope | encoding | component (safetensors) | Flower reply "
+        "(count_bytes) | float32 / this |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model, scopes in upload.items():
+        for scope, d in scopes.items():
+            for encoding, e in d.get("bytes_per_component", {}).items():
+                lines.append(
+                    f"| {model} | {scope} | {encoding} | {_fmt_bytes(e['component_bytes'])} | "
+                    f"{_fmt_bytes(e['reply_bytes'])} | {e['float32_over_this']:.2f}× |"
+                )
     return [*lines, ""]
 
 

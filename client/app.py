@@ -22,7 +22,7 @@ from flwr.clientapp import ClientApp
 from client.node import NodeSettings
 from client.silo import SiloSource, open_silo
 from client.theta0_cache import Theta0Cache, node_cache_dir
-from common.components import Component, ComponentMeta, Delta
+from common.components import Component, ComponentMeta, Delta, payload_bytes
 from common.data import DataSpec
 from common.device import resolve_device
 from common.errors import ProtocolError
@@ -202,13 +202,25 @@ def make_client_app(run_config_overrides: Mapping[str, Any] | None = None) -> Cl
             num_examples=report.num_examples,
             metrics={"loss": report.final_loss, "seconds": report.seconds},
             data_fingerprint=silo.fingerprint(instruction.increment),
+            encoding=instruction.encoding,
         )
-        content = component_to_content(Component(delta, meta))
+        component = Component.encoded(delta, meta)
+        content = component_to_content(component)
+        log.info(
+            "silo %s: component %s… trained in %.1f s (loss %.4g), uploading %d bytes (%s)",
+            silo.name,
+            component.id[:12],
+            report.seconds,
+            report.final_loss,
+            payload_bytes(component.payload),
+            instruction.encoding,
+        )
         content["metrics"] = MetricRecord(
             {
                 "num-examples": report.num_examples,
                 "loss": report.final_loss,
                 "seconds": report.seconds,
+                "payload-bytes": payload_bytes(component.payload),
                 **{f"label-{c}": n for c, n in report.label_histogram.items()},
             }
         )

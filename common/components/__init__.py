@@ -9,12 +9,23 @@ from common.components.codec import (
 from common.components.component import Component, ComponentMeta, component_id
 from common.components.compose import ExactSum, Weighting, component_weight, compose
 from common.components.delta import Delta, weighted_sum
+from common.components.encoding import (
+    ENCODINGS,
+    Encoding,
+    decode,
+    dense_bytes,
+    encode,
+    payload_bytes,
+    payload_layout,
+)
 from common.components.validation import TangentSchema, check_delta_schema, validate_component
 
 __all__ = [
+    "ENCODINGS",
     "Component",
     "ComponentMeta",
     "Delta",
+    "Encoding",
     "ExactSum",
     "TangentSchema",
     "Weighting",
@@ -24,7 +35,12 @@ __all__ = [
     "component_to_bytes",
     "component_weight",
     "compose",
+    "decode",
+    "dense_bytes",
+    "encode",
     "load_component",
+    "payload_bytes",
+    "payload_layout",
     "save_component",
     "validate_component",
     "weighted_sum",

@@ -17,7 +17,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from common.components.component import Component, ComponentMeta
-from common.components.delta import Delta
 from common.errors import ComponentError, ComponentSchemaError, NonFiniteError
 from common.files import atomic_write_bytes
 
@@ -25,7 +24,8 @@ META_KEY = "tmc.meta"
 ID_KEY = "id"
 MAX_HEADER_BYTES = 16 << 20
 DEFAULT_MAX_COMPONENT_BYTES = 2 << 30
-_F32_BYTES = 4
+# safetensors dtypes a payload may hold (common.components.encoding), and their sizes.
+_DTYPE_BYTES = {"F32": 4, "BF16": 2, "I8": 1}
 
 
 def component_to_bytes(component: Component) -> bytes:
@@ -36,7 +36,7 @@ def component_to_bytes(component: Component) -> bytes:
     envelope = json.loads(component.meta.canonical_json())
     envelope[ID_KEY] = component.id
     return save(
-        component.delta.to_dict(),
+        {name: tensor.contiguous() for name, tensor in component.payload.items()},
         metadata={META_KEY: json.dumps(envelope, sort_keys=True, separators=(",", ":"))},
     )
 
@@ -62,8 +62,11 @@ def _check_header(data: bytes) -> dict[str, object]:
             continue
         if not isinstance(entry, dict):
             raise ComponentError(f"tensor {name!r}: header entry is not an object")
-        if entry.get("dtype") != "F32":
-            raise ComponentSchemaError(f"tensor {name!r} has dtype {entry.get('dtype')}, not F32")
+        dtype = entry.get("dtype")
+        if dtype not in _DTYPE_BYTES:
+            raise ComponentSchemaError(
+                f"tensor {name!r} has dtype {dtype}, not one of {sorted(_DTYPE_BYTES)}"
+            )
         shape, offsets = entry.get("shape"), entry.get("data_offsets")
         if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
             raise ComponentError(f"tensor {name!r}: invalid shape {shape!r}")
@@ -74,9 +77,10 @@ def _check_header(data: bytes) -> dict[str, object]:
             and 0 <= offsets[0] <= offsets[1] <= body
         ):
             raise ComponentError(f"tensor {name!r}: data offsets {offsets!r} outside the data")
-        if offsets[1] - offsets[0] != math.prod(shape) * _F32_BYTES:
+        size = math.prod(shape) * _DTYPE_BYTES[str(dtype)]
+        if offsets[1] - offsets[0] != size:
             raise ComponentError(
-                f"tensor {name!r}: shape {shape} needs {math.prod(shape) * _F32_BYTES} bytes, "
+                f"tensor {name!r}: shape {shape} needs {size} bytes, "
                 f"offsets give {offsets[1] - offsets[0]}"
             )
     return header
@@ -104,7 +108,7 @@ def component_from_bytes(data: bytes, *, max_bytes: int = DEFAULT_MAX_COMPONENT_
         raise ComponentError(f"component tensors cannot be read: {exc}") from exc
     if not tensors:
         raise ComponentSchemaError("component holds no tensors")
-    component = Component(Delta(tensors), meta)
+    component = Component.of_payload(tensors, meta)
     if claimed is not None and claimed != component.id:
         raise ComponentError(
             f"component content hashes to {component.id[:12]}… but claims id "

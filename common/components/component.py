@@ -10,12 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import torch
 from pydantic import Field, field_validator
 
 from common.components.delta import Delta
+from common.components.encoding import Encoding, Payload, decode, encode
+from common.errors import ComponentError
 from common.hashing import update_with_tensors
 from common.schema import StrictModel
 
@@ -41,6 +45,7 @@ class ComponentMeta(StrictModel):
     metrics: dict[str, float] = Field(default_factory=dict, max_length=64)
     data_fingerprint: str | None = Field(None, pattern=SHA256_PATTERN)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    encoding: Encoding = Field("float32", description="how Δ travelled and is stored")
 
     @field_validator("metrics")
     @classmethod
@@ -63,21 +68,48 @@ class ComponentMeta(StrictModel):
         return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
     def canonical_json(self) -> str:
-        """Sorted-key compact JSON: the form that is hashed and stored."""
+        """Sorted-key compact JSON: the form that is hashed and stored. The default float32
+        encoding is left out, so components made before encodings existed keep their ids."""
         payload: dict[str, Any] = self.model_dump(mode="json")
+        if self.encoding == "float32":
+            del payload["encoding"]
         return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 class Component:
     """Δ + metadata, immutable. Arithmetic on components gives :class:`Delta` values
-    (a sum of two components is no longer one silo's component)."""
+    (a sum of two components is no longer one silo's component).
 
-    __slots__ = ("delta", "id", "meta")
+    ``payload`` is Δ as it travelled and is stored, in ``meta.encoding``
+    (``common.components.encoding``); ``delta`` is its exact float32 decoding, what
+    composition uses. For float32 they are the same tensors. The id hashes the payload."""
 
-    def __init__(self, delta: Delta, meta: ComponentMeta) -> None:
+    __slots__ = ("delta", "id", "meta", "payload")
+
+    def __init__(
+        self, delta: Delta, meta: ComponentMeta, *, payload: Payload | None = None
+    ) -> None:
+        if payload is None:
+            if meta.encoding != "float32":
+                raise ComponentError(
+                    f"a {meta.encoding} component needs its payload: use Component.encoded "
+                    "or Component.of_payload"
+                )
+            payload = delta.to_dict()
         self.delta = delta
         self.meta = meta
-        self.id = component_id(delta, meta)
+        self.payload = payload
+        self.id = component_id(payload, meta)
+
+    @classmethod
+    def of_payload(cls, payload: Payload, meta: ComponentMeta) -> Component:
+        """The component a received payload stands for (checked, then decoded exactly)."""
+        return cls(decode(payload, meta.encoding), meta, payload=dict(payload))
+
+    @classmethod
+    def encoded(cls, delta: Delta, meta: ComponentMeta) -> Component:
+        """Encode ``delta`` as ``meta.encoding`` says; its Δ is the decoded payload."""
+        return cls.of_payload(encode(delta, meta.encoding), meta)
 
     def __repr__(self) -> str:
         return (
@@ -119,11 +151,12 @@ class Component:
         return -self.delta
 
 
-def component_id(delta: Delta, meta: ComponentMeta) -> str:
-    """sha256 over a domain tag, the canonical metadata JSON and the canonical tensors."""
+def component_id(payload: Mapping[str, torch.Tensor], meta: ComponentMeta) -> str:
+    """sha256 over a domain tag, the canonical metadata JSON and the canonical tensors of
+    the payload (for float32 components, Δ itself)."""
     digest = hashlib.sha256(_ID_DOMAIN)
     encoded = meta.canonical_json().encode()
     digest.update(len(encoded).to_bytes(8, "little"))
     digest.update(encoded)
-    update_with_tensors(digest, delta)
+    update_with_tensors(digest, payload)
     return digest.hexdigest()

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from common.components.compose import Weighting
+from common.components.encoding import Encoding
 from common.data.dataset_inputs import dataset_data_spec, folder_input
 from common.data.inputs import DataSpec
 from common.data.spec import (
@@ -85,6 +86,9 @@ class FederationConfig(StrictModel):
     # composition and acceptance
     weighting: Weighting = "uniform"
     max_norm: float = Field(1e4, gt=0.0, description="components with a larger ‖Δ‖ are refused")
+    upload_dtype: Encoding = Field(
+        "float32", description="float32 | bfloat16 | int8 | int8-channel: how silos upload Δ"
+    )
     require_authenticated_silos: bool = Field(
         False, description="refuse nodes without a registered name (deployment with auth)"
     )

@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from common.components.component import SHA256_PATTERN, SILO_PATTERN
+from common.components.encoding import Encoding
 from common.data.inputs import DataSpec
 from common.federation.admission import PartitionRecord
 from common.schema import StrictModel
@@ -98,6 +99,7 @@ class TrainInstruction(StrictModel):
     base_spec_json: str = Field(max_length=65_536)
     data: DataSpec
     train: TrainConfig
+    encoding: Encoding = Field("float32", description="how to upload Δ (upload-dtype)")
 
 
 class EvaluateInstruction(StrictModel):

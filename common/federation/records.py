@@ -16,7 +16,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 from pydantic import ValidationError
 
 from common.components.component import Component, ComponentMeta
-from common.components.delta import Delta
+from common.components.encoding import Layout, payload_layout
 from common.errors import ComponentSchemaError, ProtocolError
 from common.federation.messages import DELTA, JSON_KEY, REPLY
 from common.schema import StrictModel
@@ -44,10 +44,19 @@ def unpack(content: RecordDict, key: str, cls: type[ModelT]) -> ModelT:
         raise ProtocolError(f"{key!r} is not a valid {cls.__name__}: {exc}") from exc
 
 
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    flat = tensor.detach().cpu().contiguous()
+    # NumPy has no bfloat16: its bits travel as uint16 and are viewed back on arrival.
+    return (flat.view(torch.uint16) if flat.dtype == torch.bfloat16 else flat).numpy()
+
+
 def tensors_to_arrays(tensors: Mapping[str, torch.Tensor]) -> ArrayRecord:
-    return ArrayRecord(
-        {name: Array(tensors[name].detach().cpu().contiguous().numpy()) for name in sorted(tensors)}
-    )
+    return ArrayRecord({name: Array(_to_numpy(tensors[name])) for name in sorted(tensors)})
+
+
+def _wire_dtype(dtype: torch.dtype) -> str:
+    """The NumPy dtype a tensor of ``dtype`` travels as."""
+    return "uint16" if dtype == torch.bfloat16 else str(dtype).removeprefix("torch.")
 
 
 def arrays_to_tensors(
@@ -55,9 +64,24 @@ def arrays_to_tensors(
     *,
     shapes: Mapping[str, tuple[int, ...]] | None = None,
     dtype: str | None = None,
+    layout: Layout | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Tensors from an ArrayRecord; with ``shapes``/``dtype``, anything else is refused
-    before a byte is deserialised."""
+    """Tensors from an ArrayRecord; with ``shapes``/``dtype`` (or a per-key ``layout`` of
+    torch dtypes and shapes), anything else is refused before a byte is deserialised."""
+    if layout is not None:
+        extra = sorted(set(record) - set(layout))
+        if extra:
+            raise ComponentSchemaError(f"arrays the payload does not have: {extra[:5]}")
+        decoded: dict[str, torch.Tensor] = {}
+        for (dtype_name, torch_dtype), group in _by_dtype(layout).items():
+            part = ArrayRecord({k: record[k] for k in group if k in record})
+            missing = sorted(set(group) - set(part))
+            if missing:
+                raise ComponentSchemaError(f"arrays missing from the reply: {missing[:5]}")
+            got = arrays_to_tensors(part, shapes={k: layout[k][1] for k in group}, dtype=dtype_name)
+            for key, wire in got.items():
+                decoded[key] = wire.view(torch_dtype) if torch_dtype == torch.bfloat16 else wire
+        return decoded
     if shapes is not None:
         missing, extra = sorted(set(shapes) - set(record)), sorted(set(record) - set(shapes))
         if missing or extra:
@@ -92,11 +116,18 @@ def arrays_to_tensors(
     return tensors
 
 
+def _by_dtype(layout: Layout) -> dict[tuple[str, torch.dtype], list[str]]:
+    groups: dict[tuple[str, torch.dtype], list[str]] = {}
+    for key, (torch_dtype, _) in layout.items():
+        groups.setdefault((_wire_dtype(torch_dtype), torch_dtype), []).append(key)
+    return groups
+
+
 def component_to_content(component: Component) -> RecordDict:
-    """A reply carrying one component: its Δ and its metadata."""
+    """A reply carrying one component: its payload (Δ as encoded) and its metadata."""
     return RecordDict(
         {
-            DELTA: tensors_to_arrays(component.delta),
+            DELTA: tensors_to_arrays(component.payload),
             REPLY: ConfigRecord({JSON_KEY: component.meta.canonical_json()}),
         }
     )
@@ -105,9 +136,16 @@ def component_to_content(component: Component) -> RecordDict:
 def component_from_content(
     content: RecordDict, *, shapes: Mapping[str, tuple[int, ...]]
 ) -> Component:
-    """The component in a reply, with Δ checked against ``shapes`` (float32 only)."""
+    """The component in a reply: its payload checked against the layout that ``shapes`` and
+    its stated encoding imply, then decoded exactly."""
     arrays = content.array_records.get(DELTA)
     if arrays is None:
         raise ProtocolError(f"reply has no {DELTA!r} array record")
     meta = unpack(content, REPLY, ComponentMeta)
-    return Component(Delta(arrays_to_tensors(arrays, shapes=shapes, dtype="float32")), meta)
+    layout = payload_layout(shapes, meta.encoding)
+    return Component.of_payload(arrays_to_tensors(arrays, layout=layout), meta)
+
+
+def content_bytes(content: RecordDict) -> int:
+    """Bytes of a message's records as Flower counts them (``count_bytes``)."""
+    return sum(record.count_bytes() for record in content.values())

@@ -64,6 +64,8 @@ def component_to_pb(record: ComponentRecord) -> pb.Component:
         actor=record.actor,
         received_round=record.received_round,
         in_sum=record.in_sum,
+        encoding=record.encoding,
+        payload_bytes=record.payload_bytes,
     )
     if record.forgotten_at is not None:
         message.forgotten_at.CopyFrom(timestamp(record.forgotten_at))
@@ -90,6 +92,8 @@ def component_from_pb(message: pb.Component) -> ComponentRecord:
         actor=message.actor,
         received_round=_optional(message, "received_round"),
         in_sum=message.in_sum,
+        encoding=message.encoding or "float32",
+        payload_bytes=_optional(message, "payload_bytes"),
     )
 
 

@@ -59,6 +59,8 @@ def list_components(
                 "status": r.status,
                 "sha256": r.blob_sha256,
                 "norm": r.norm,
+                "encoding": r.encoding,
+                "payload_bytes": r.payload_bytes,
                 "added_at": r.added_at.isoformat(),
             }
             for r in records
@@ -69,7 +71,7 @@ def list_components(
         console.print(
             table(
                 f"{len(rows)} {status} component(s) in {registry or server}",
-                ["id", "silo", "round", "increment", "examples", "status", "norm"],
+                ["id", "silo", "round", "increment", "examples", "status", "norm", "upload"],
                 [
                     [
                         r["id"][:12] + "…",
@@ -79,6 +81,8 @@ def list_components(
                         r["num_examples"],
                         r["status"],
                         r["norm"],
+                        r["encoding"]
+                        + (f", {r['payload_bytes']:,} B" if r["payload_bytes"] is not None else ""),
                     ]
                     for r in rows
                 ],

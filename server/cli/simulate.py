@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from common.components import Encoding
 from common.data.spec import DatasetName
 from common.device import resolve_device
 from common.errors import FederationError
@@ -56,6 +57,9 @@ def simulate_command(
         int, typer.Option(min=0, help="seed of the split, the base and the training")
     ] = 0,
     client_device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    upload_dtype: Annotated[
+        Encoding, typer.Option(help="how silos upload Δ: float32 | bfloat16 | int8 | int8-channel")
+    ] = "float32",
     as_json: Annotated[
         bool, typer.Option("--json", help="print one JSON document on stdout")
     ] = False,
@@ -88,6 +92,7 @@ def simulate_command(
                 "weighting": weighting,
                 "seed": seed,
                 "client-device": client_device,
+                "upload-dtype": upload_dtype,
                 "min-silos": supernodes or silos,
             }
         )
@@ -106,7 +111,8 @@ def simulate_command(
             out.print(
                 f"round {summary.round}: +{len(summary.accepted)} components "
                 f"({len(summary.rejected)} refused, {len(summary.idle)} idle), "
-                f"{summary.components} in the model, accuracy {accuracy}, {summary.seconds:.1f} s",
+                f"{summary.components} in the model, accuracy {accuracy}, "
+                f"{summary.upload_bytes / 1e6:.2f} MB uploaded, {summary.seconds:.1f} s",
                 highlight=False,
             )
 

@@ -41,6 +41,7 @@ class RoundSummary(StrictModel):
     federated_accuracy: float | None = Field(None, description="weighted mean of silos' scores")
     seconds: float
     slowest_training_seconds: float = 0.0
+    upload_bytes: int = Field(0, description="bytes of the accepted replies (Flower's count)")
     finished_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

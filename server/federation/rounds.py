@@ -35,6 +35,7 @@ from common.federation import (
     Refusal,
     TrainInstruction,
     component_from_content,
+    content_bytes,
     pack,
     tensors_to_arrays,
     unpack,
@@ -59,6 +60,7 @@ class _RoundLedger:
     accepted_silos: list[str] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     training_seconds: list[float] = field(default_factory=list)
+    upload_bytes: list[int] = field(default_factory=list)
 
 
 class Federation:
@@ -145,6 +147,7 @@ class Federation:
             federated_accuracy=federated,
             seconds=time.perf_counter() - start,
             slowest_training_seconds=max(ledger.training_seconds, default=0.0),
+            upload_bytes=sum(ledger.upload_bytes),
         )
         append_round(self.registry.root, summary)
         log.info(
@@ -274,6 +277,7 @@ class Federation:
                     base_spec_json=self.hello.base_spec_json,
                     data=self.data,
                     train=train_config,
+                    encoding=self.config.upload_dtype,
                 ),
             )
             for node, increment in sorted(plan.items())
@@ -309,7 +313,14 @@ class Federation:
             ledger.accepted.append(record.id)
             ledger.accepted_silos.append(silo)
             ledger.training_seconds.append(float(component.meta.metrics.get("seconds", 0.0)))
-            log.info("accepted component %s… of silo %s", record.id[:12], silo)
+            ledger.upload_bytes.append(content_bytes(reply.content))
+            log.info(
+                "accepted component %s… of silo %s (%s, %d bytes in its reply)",
+                record.id[:12],
+                silo,
+                component.meta.encoding,
+                ledger.upload_bytes[-1],
+            )
 
         for node in self._exchange(messages, on_component, self.config.round_timeout):
             silo = self.directory.silo_of(node) or f"node:{node}"

@@ -80,7 +80,8 @@ class BlobStore:
         self.schema = schema
         self.counts: Counter[str] = Counter()
         numel = schema.numel
-        self.max_component_bytes = 8 + MAX_HEADER_BYTES + 4 * numel
+        # float32 Δ at most: 4 bytes a value (int8 per channel: 1 + 4 per channel ≤ 5)
+        self.max_component_bytes = 8 + MAX_HEADER_BYTES + 5 * numel
         self.max_sum_bytes = 8 + (1 << 20) + 16 * numel
         self.max_version_bytes = 8 + (64 << 20) + 4 * numel  # header lists every id
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, JsonValue, field_validator
 
-from common.components import Component, TangentSchema, Weighting
+from common.components import Component, Encoding, TangentSchema, Weighting, payload_bytes
 from common.components.component import SHA256_PATTERN
 from common.data.inputs import DataSpec
 from common.federation.admission import PartitionRecord
@@ -131,6 +131,8 @@ class ComponentRecord(StrictModel):
     actor: str
     received_round: int | None = Field(None, description="server round that accepted it")
     in_sum: bool = Field(False, description="included in the persisted running sum")
+    encoding: Encoding = Field("float32", description="how Δ was uploaded and is stored")
+    payload_bytes: int | None = Field(None, ge=0, description="bytes of Δ as uploaded")
 
     @field_validator("created_at", "added_at", "forgotten_at")
     @classmethod
@@ -164,6 +166,8 @@ class ComponentRecord(StrictModel):
             added_at=added_at,
             actor=actor,
             received_round=received_round,
+            encoding=meta.encoding,
+            payload_bytes=payload_bytes(component.payload),
         )
 
 

@@ -19,8 +19,13 @@ from server.registry.entities import (
 )
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
-    # v1 → v2: tombstones of silos forgotten on request (permanent forgetting).
-    2: ("CREATE TABLE IF NOT EXISTS tombstones (silo TEXT PRIMARY KEY, body TEXT NOT NULL)",),
+    # v1 → v2: tombstones of silos forgotten on request (permanent forgetting); how each
+    # component was uploaded (encoding, bytes).
+    2: (
+        "CREATE TABLE IF NOT EXISTS tombstones (silo TEXT PRIMARY KEY, body TEXT NOT NULL)",
+        "ALTER TABLE components ADD COLUMN encoding TEXT NOT NULL DEFAULT 'float32'",
+        "ALTER TABLE components ADD COLUMN payload_bytes INTEGER",
+    ),
 }
 """Statements that bring a database from the previous schema version to the key's."""
 

@@ -86,6 +86,10 @@ def test_tiny_run_gives_every_key_and_writes_results(tmp_path: Path) -> None:
         full, last = upload[model]["full"], upload[model]["last_stage"]
         assert 0 < last["component_bytes"] < full["component_bytes"] <= full["theta0_bytes"]
         assert 0 < full["component_over_theta0"] <= 1
+        sizes = result["bytes_per_component"][model]["full"]
+        assert sizes["bfloat16"]["float32_over_this"] > 1.9
+        assert sizes["int8"]["float32_over_this"] >= 3.9
+        assert sizes["int8"]["reply_bytes"] < sizes["float32"]["reply_bytes"] / 3.5
     assert "flower_round_overhead" not in result
     assert set(result["targets"]) == {
         "inference_tmc_over_ensemble_at_10",

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from flwr.app import Message, RecordDict
 
-from common.components import compose
+from common.components import compose, dense_bytes
 from common.data import load_test_set
 from common.federation import DELTA, REPLY, THETA0
 from common.federation.config import FederationConfig
@@ -153,6 +153,9 @@ def _poison(kind: str) -> Callable[[int, Message], Message]:
         elif kind == "identity" and node == 1001:
             record = content.config_records[REPLY]
             record["json"] = str(record["json"]).replace('"silo":"silo-1"', '"silo":"silo-0"')
+        elif kind == "encoding" and node == 1001:  # claims int8 but sends float32 arrays
+            record = content.config_records[REPLY]
+            record["json"] = str(record["json"])[:-1] + ',"encoding":"int8"}'
         return reply
 
     return tamper
@@ -169,6 +172,7 @@ def test_hostile_replies_are_refused_with_a_reason(
         "shape": "shape",
         "base": "base",
         "identity": "claims silo 'silo-0'",
+        "encoding": "does not have",
     }
     for kind, reason in expected.items():
         config = make_config(rounds=1, registry=f"{tmp_path}/{kind}")
@@ -206,3 +210,21 @@ def test_theta0_travels_only_to_nodes_that_lack_it(
     sent.clear()
     run_once()
     assert sent.count(THETA0) == 0
+
+
+def test_int8_uploads_are_stored_as_received_and_composed_exactly(
+    make_config: Callable[..., FederationConfig],
+    make_grid: Callable[..., FakeGrid],
+    digits_base: MaterializedBase,
+) -> None:
+    config = make_config(rounds=1, upload_dtype="int8")
+    dense = dense_bytes({n: s for n, (s, _) in digits_base.tangent_shapes().items()})
+    with _run(config, make_grid(config), digits_base) as registry:
+        records = registry.list_components()
+        assert {r.encoding for r in records} == {"int8"}
+        assert all(dense / (r.payload_bytes or dense) >= 3.9 for r in records)
+        parts = [registry.get_component(r.id) for r in records]
+        assert registry.composed_delta().equal(compose(parts))
+        assert registry.verify().ok
+    (summary,) = read_history(config.registry_path)
+    assert 0 < summary.upload_bytes < 3 * dense / 3.5  # metadata and metrics come along

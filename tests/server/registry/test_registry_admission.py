@@ -116,9 +116,12 @@ def test_a_schema_1_registry_is_upgraded_and_completed(root: Path) -> None:
         registry.add(make_component("silo-b", 2, base_sha=base.sha256))
         registry.commit_version()
         registry.forget(silo="silo-a", actor="operator", reason="old request")
-    # Make it the database an earlier release wrote: no tombstones table, user_version 1.
+    # Make it the database an earlier release wrote: no tombstones table, no upload columns,
+    # user_version 1.
     with sqlite3.connect(root / "registry.db") as db:
         db.execute("DROP TABLE tombstones")
+        db.execute("ALTER TABLE components DROP COLUMN encoding")
+        db.execute("ALTER TABLE components DROP COLUMN payload_bytes")
         db.execute("PRAGMA user_version = 1")
     with Registry.open_or_create(root, base=base, theta0=state, data=DATA) as registry:
         tombstone = registry.tombstone("silo-a")
