@@ -19,10 +19,13 @@
 #   --pip-conf FILE         pip.conf given to the builds as the secret pip_conf [TMC_PIP_CONF]
 #   --serve-index DIR       serve DIR (a PEP 503 mirror: DIR/simple/NAME/) on loopback
 #                           during the builds and use it as an extra index (builds then
-#                           use the host's network) [TMC_SERVE_INDEX]
+#                           use the host's network; port TMC_SERVE_INDEX_PORT, default
+#                           39217, fixed so that reruns hit the layer cache) [TMC_SERVE_INDEX]
 #   --require-cpu-torch     fail when the CPU torch index cannot be reached, instead of
 #                           building with PyPI's CUDA torch [TMC_REQUIRE_CPU_TORCH=1]
 #   --base-image REF        build on REF instead of a debootstrap image [TMC_BASE_IMAGE]
+#   --base-image-only       make the debootstrap base image (if missing), print its
+#                           digest-pinned name and stop (to prepare a CI machine)
 #   --epochs N              local epochs per component (default 2) [TMC_EPOCHS]
 #   --remove-images         also remove the images it built
 set -euo pipefail
@@ -42,6 +45,8 @@ REQUIRE_CPU_TORCH=${TMC_REQUIRE_CPU_TORCH:-0}
 BASE_IMAGE=${TMC_BASE_IMAGE:-}
 EPOCHS=${TMC_EPOCHS:-2}
 REMOVE_IMAGES=0
+BASE_ONLY=0
+BASE_TAG=${TMC_BASE_TAG:-localhost/tmc-base/python:3.11-bookworm}
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 while (($#)); do
@@ -56,6 +61,7 @@ while (($#)); do
         --base-image) BASE_IMAGE=$2; shift 2 ;;
         --epochs) EPOCHS=$2; shift 2 ;;
         --remove-images) REMOVE_IMAGES=1; shift ;;
+        --base-image-only) BASE_ONLY=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "container-test: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -70,6 +76,7 @@ SERVER_IMAGE=localhost/tmc-federation/server:container-test
 SILO_IMAGE=localhost/tmc-federation/silo:container-test
 WORK=""
 INDEX_PID=""
+BUILDING=""   # set during a build: the buildah working containers that existed before it
 
 compose() { podman-compose -p "$PROJECT" -f "$REPO/docker-compose.yml" "$@"; }
 
@@ -93,6 +100,14 @@ cleanup() {
         mapfile -t ids < <(podman network ls -q --filter "$label")
         ((${#ids[@]})) && podman network rm -f "${ids[@]}" >/dev/null
         podman network rm -f "${PROJECT}_default" >/dev/null 2>&1
+        if [[ -n $BUILDING ]]; then
+            # An interrupted `podman build` leaves its working containers behind (seen with
+            # buildah 1.28): remove those that appeared during this run's build.
+            local c
+            for c in $(buildah containers -q 2>/dev/null); do
+                [[ " $BUILDING " == *" $c "* ]] || buildah rm "$c" >/dev/null 2>&1
+            done
+        fi
         if ((REMOVE_IMAGES)); then
             podman rmi -f "$SERVER_IMAGE" "$SILO_IMAGE" >/dev/null 2>&1
         fi
@@ -151,7 +166,6 @@ probe_runtime() { podman run --rm --network none "$1" true >"$WORK/probe.log" 2>
 
 # -- 3. base image ----------------------------------------------------------------------
 if [[ -z $BASE_IMAGE ]]; then
-    BASE_TAG=localhost/tmc-base/python:3.11-bookworm
     if ! podman image exists "$BASE_TAG"; then
         say "making the base image (debootstrap --variant=minbase bookworm + python3)"
         nice -n 10 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
@@ -159,13 +173,18 @@ if [[ -z $BASE_IMAGE ]]; then
             || fail "debootstrap failed: $(tail -3 "$WORK/debootstrap.log")"
         rm -rf "$WORK"/rootfs/var/cache/apt/archives/*.deb "$WORK"/rootfs/var/lib/apt/lists/*
         tar -C "$WORK/rootfs" --numeric-owner -c . \
-            | podman import --change 'CMD ["/bin/bash"]' - "$BASE_TAG" >/dev/null
+            | podman import --change 'CMD ["/bin/bash"]' - "$BASE_TAG" >"$WORK/import.log" 2>&1 \
+            || fail "podman import of the base image failed: $(tail -3 "$WORK/import.log")"
         rm -rf "$WORK/rootfs"
     fi
     # Pinned by digest, as the Dockerfiles' default base is.
-    BASE_IMAGE="localhost/tmc-base/python@$(podman image inspect --format '{{.Digest}}' "$BASE_TAG")"
+    BASE_IMAGE="${BASE_TAG%:*}@$(podman image inspect --format '{{.Digest}}' "$BASE_TAG")"
 fi
 say "base image $BASE_IMAGE"
+if ((BASE_ONLY)); then
+    echo "$BASE_IMAGE"
+    exit 0
+fi
 if ! probe_runtime "$BASE_IMAGE"; then
     if grep -q "setting rlimit" "$WORK/probe.log"; then
         nofile=$(ulimit -Hn)
@@ -198,7 +217,13 @@ fi
 extra=$PIP_EXTRA_INDEX_URL
 if [[ -n $SERVE_INDEX ]]; then
     [[ -d $SERVE_INDEX/simple ]] || fail "--serve-index $SERVE_INDEX has no simple/ folder"
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    # A fixed port: the index URL is a build argument, and a new URL each run would miss
+    # the layer cache of every step after it (a full rebuild, several minutes).
+    port=${TMC_SERVE_INDEX_PORT:-39217}
+    if ! python3 -c "import socket,sys; socket.socket().bind(('127.0.0.1', int(sys.argv[1])))" "$port" 2>/dev/null; then
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        say "port ${TMC_SERVE_INDEX_PORT:-39217} is taken: serving on $port (the layer cache will miss)"
+    fi
     python3 -m http.server --bind 127.0.0.1 --directory "$SERVE_INDEX" "$port" \
         >"$WORK/index.log" 2>&1 &
     INDEX_PID=$!
@@ -232,12 +257,14 @@ for image in server silo; do
     [[ $image == silo ]] && tag=$SILO_IMAGE
     say "building $tag (torch: $variant, from $TORCH_INDEX_URL)"
     started=$(date +%s)
+    BUILDING="- $(buildah containers -q | tr '\n' ' ')"
     if ! nice -n 10 podman build "${build_args[@]}" -f "$REPO/deploy/Dockerfile" --target "$image" \
         --ignorefile "$REPO/deploy/Dockerfile.dockerignore" -t "$tag" "$REPO" \
         >"$WORK/build-$image.log" 2>&1; then
         tail -30 "$WORK/build-$image.log" >&2
         fail "building the $image image failed (log above)"
     fi
+    BUILDING=""
     say "built $tag in $(($(date +%s) - started)) s: $(podman image inspect --format '{{.Size}}' "$tag" \
         | awk '{printf "%.2f GB", $1 / 1e9}')"
 done
