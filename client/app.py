@@ -46,7 +46,7 @@ from common.federation import (
 from common.federation.config import FederationConfig
 from common.models import BaseModelSpec, MaterializedBase
 from common.tangent import TangentModel
-from common.training import evaluate, train_tangent
+from common.training import TrainConfig, evaluate, train_tangent
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,16 @@ def _log_to_node(level: int) -> None:
     logger.setLevel(level)
 
 
+def _own_privacy(config: TrainConfig) -> TrainConfig:
+    """The DP-SGD noise and sampling are seeded on this node, from its OS's entropy: a seed
+    chosen by the server would let it know the noise and undo the privacy."""
+    privacy = config.privacy
+    if privacy is None or privacy.noise_seed is None:
+        return config
+    log.warning("ignoring the DP noise seed the server sent: the silo draws its own noise")
+    return config.model_copy(update={"privacy": privacy.model_copy(update={"noise_seed": None})})
+
+
 def _reply(msg: Message, content: RecordDict) -> Message:
     return Message(content, reply_to=msg)
 
@@ -172,6 +182,7 @@ def make_client_app(run_config_overrides: Mapping[str, Any] | None = None) -> Cl
     @app.query("refused")
     def refused(msg: Message, context: Context) -> Message:
         refusal = unpack(msg.content, INSTRUCTION, Refusal)
+        runtime.settings(context)  # sets up the node's log
         # ERROR level: the silo's operator must see it; this node will not train this run.
         log.error("the server refused silo %s: %s", refusal.silo, refusal.reason)
         return _reply(msg, RecordDict({REPLY: pack(RefusalAck(silo=refusal.silo))}))
@@ -182,7 +193,7 @@ def make_client_app(run_config_overrides: Mapping[str, Any] | None = None) -> Cl
         base = runtime.base(context, instruction.base_spec_json, instruction.base_sha256)
         silo = runtime.silo(context, instruction.data)
         shard = silo.train_shard(instruction.increment)
-        config = instruction.train.model_copy(
+        config = _own_privacy(instruction.train).model_copy(
             update={"device": runtime.device(context, instruction.train.device)}
         )
         log.info(
@@ -190,7 +201,7 @@ def make_client_app(run_config_overrides: Mapping[str, Any] | None = None) -> Cl
             silo.name,
             instruction.increment,
             len(shard),
-            config.device,
+            resolve_device(config.device),
         )
         delta, report = train_tangent(runtime.model(base), shard, config)
         meta = ComponentMeta(
@@ -203,9 +214,18 @@ def make_client_app(run_config_overrides: Mapping[str, Any] | None = None) -> Cl
             metrics={"loss": report.final_loss, "seconds": report.seconds},
             data_fingerprint=silo.fingerprint(instruction.increment),
             encoding=instruction.encoding,
+            privacy=report.privacy,
         )
         component = Component.encoded(delta, meta)
         content = component_to_content(component)
+        if report.privacy is not None:
+            log.info(
+                "silo %s: DP-SGD gives (ε = %.3g, δ = %.3g) with noise multiplier %.3g",
+                silo.name,
+                report.privacy.epsilon,
+                report.privacy.delta,
+                report.privacy.noise_multiplier,
+            )
         log.info(
             "silo %s: component %s… trained in %.1f s (loss %.4g), uploading %d bytes (%s)",
             silo.name,

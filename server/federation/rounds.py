@@ -45,7 +45,7 @@ from common.models import MaterializedBase
 from common.tangent import TangentModel
 from common.training import evaluate
 from server.federation.admission import refusal
-from server.federation.history import Rejection, RoundSummary, append_round
+from server.federation.history import Rejection, RoundSummary, append_round, read_history
 from server.federation.identity import SiloDirectory
 from server.registry import Registry
 
@@ -105,7 +105,10 @@ class Federation:
         return [self.round(r) for r in range(first, first + self.config.rounds)]
 
     def last_round(self) -> int:
+        """The last round run against this registry: the versions' rounds, and the rounds
+        in its history (a round that committed nothing new makes no version)."""
         rounds = [v.round for v in self.registry.versions() if v.round is not None]
+        rounds += [h.round for h in read_history(self.registry.root)]
         return max(rounds, default=0)
 
     def round(self, number: int) -> RoundSummary:

@@ -129,6 +129,7 @@ def test_forgetting_is_permanent_until_the_silo_is_readmitted(
         assert [e.action for e in registry.audit_log()][-1] == "readmit"
     back = _run(config, _grid(config, tmp_path, silos), image_base)
     assert back.accepted_silos == ("silo-a",)
+    assert [first.round, again.round, back.round] == [1, 2, 3], "a round that adds nothing counts"
     with Registry.open(config.registry_path) as registry:
         active = [(r.silo, r.increment) for r in registry.list_components()]
         assert sorted(active) == [("silo-a", 0), ("silo-b", 0)]
