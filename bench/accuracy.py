@@ -4,9 +4,12 @@ fine-tuning and the paragon, under the fairness protocol of design/benchmarks.md
     python -m bench.accuracy --quick            # about 10 minutes on 2 CPU cores
     python -m bench.accuracy                    # full mode: hours on 2 CPU cores
     python -m bench.accuracy --quick --json     # {"<split>-<silos>": {"tmc": acc, ...}, ...}
+    python -m bench.accuracy --base lite0       # the strong pre-trained backbone (mnist5k)
 
 Writes ``bench/results/accuracy_quick.{json,md}`` and ``accuracy_quick*.png`` (quick) or
-``accuracy.{json,md}`` and ``accuracy*.png`` (full). Progress goes to stderr. What each
+``accuracy.{json,md}`` and ``accuracy*.png`` (full); ``accuracy_lite0*`` for ``--base
+lite0`` (EfficientNet-Lite0 with ImageNet weights on mnist5k, ``bench.accuracy_backbone``;
+needs the ``pretrained`` extra). Progress goes to stderr. What each
 mode runs is :func:`settings_for`; the README's "Accuracy" section summarises it.
 """
 
@@ -26,12 +29,12 @@ import torch
 
 from bench.accuracy_cache import ResultCache
 from bench.accuracy_fedavg import FedAvgJob, run_fedavg
-from bench.accuracy_methods import LrRun, Outputs, run_in_process
+from bench.accuracy_methods import SKIPPABLE, LrRun, Outputs, run_in_process
 from bench.accuracy_report import json_summary, markdown, targets, write_plots
 from bench.accuracy_select import Json, aggregate, summarize_seed
 from bench.accuracy_setup import BaseKind, Scenario, prepare
 from bench.accuracy_simcheck import simulate_check
-from common.errors import TMCError
+from common.errors import ConfigError, TMCError
 from common.threads import torch_threads
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -56,16 +59,25 @@ class Settings:
     simulate_check: bool = True
     device: str = "cpu"
     threads: int = 1
+    loss_classes: str = "all"
+    skip: tuple[str, ...] = ()
 
     def scenarios(self) -> tuple[list[Scenario], list[str]]:
         """Every (configuration, seed) to run, and the configurations skipped, with why."""
         chosen, skipped = [], []
-        classes = 10 if self.dataset in ("digits", "cifar10") else 100
+        classes = 10 if self.dataset in ("digits", "cifar10", "mnist5k") else 100
         for base in self.bases:
             for split in self.splits:
                 for silos in self.silos:
                     first = Scenario(
-                        split, silos, 0, base, self.dataset, self.data_root, self.base_weights
+                        split,
+                        silos,
+                        0,
+                        base,
+                        self.dataset,
+                        self.data_root,
+                        self.base_weights,
+                        loss_classes=self.loss_classes,
                     )
                     if split == "class" and silos > classes:
                         skipped.append(f"{first.config_key}: a class split needs a class per silo")
@@ -81,6 +93,12 @@ def settings_for(args: argparse.Namespace) -> Settings:
     quick = bool(args.quick)
     base = args.base or ("all" if quick else "both")
     bases: tuple[BaseKind, ...] = ("all", "half") if base == "both" else (base,)  # type: ignore[assignment]
+    dataset = "mnist5k" if base == "lite0" else args.dataset
+    unknown = set(args.skip_methods or ()) - SKIPPABLE
+    if unknown:
+        raise ConfigError(f"--skip-methods: {sorted(unknown)} cannot be skipped")
+    if base == "lite0" and args.dataset not in ("digits", "mnist5k"):
+        raise ConfigError("--base lite0 runs on mnist5k; leave --dataset unset")
     return Settings(
         mode="quick" if quick else "full",
         bases=bases,
@@ -90,13 +108,15 @@ def settings_for(args: argparse.Namespace) -> Settings:
         epochs=args.epochs or (10 if quick else 30),
         rounds=args.rounds or 5,
         lrs=tuple(args.lrs or ((3e-4, 1e-3) if quick else (1e-4, 3e-4, 1e-3, 3e-3))),
-        dataset=args.dataset,
+        dataset=dataset,
         data_root=args.data_root or "",
         base_weights=args.base_weights or "",
         fedavg=not args.no_fedavg,
-        simulate_check=not args.no_simulate_check and args.dataset == "digits",
+        simulate_check=not args.no_simulate_check and dataset == "digits",
         device=args.device,
         threads=args.threads,
+        loss_classes=args.loss_classes,
+        skip=tuple(args.skip_methods or ()),
     )
 
 
@@ -128,11 +148,16 @@ def _run_benchmark(settings: Settings, cache: ResultCache) -> Json:
             epochs=settings.epochs,
             device=settings.device,
             sha=prepare(scenario).base.sha256,
+            **({"skip": ",".join(sorted(settings.skip))} if settings.skip else {}),
         )
         run = cache.get(key, LrRun)
         if run is None:
             run = run_in_process(
-                prepare(scenario), lr=lr, epochs=settings.epochs, device=settings.device
+                prepare(scenario),
+                lr=lr,
+                epochs=settings.epochs,
+                device=settings.device,
+                skip=frozenset(settings.skip),
             )
             run.seconds = time.perf_counter() - tick
             cache.put(key, run)
@@ -237,6 +262,10 @@ def _fedavg(
 def write_results(results: Json, folder: Path) -> list[Path]:
     """``accuracy[_quick].json``, ``.md`` and the PNG plots; the paths written."""
     stem = "accuracy_quick" if results["mode"] == "quick" else "accuracy"
+    if tuple(results["settings"]["bases"]) == ("lite0",):
+        stem = "accuracy_lite0" + ("_quick" if results["mode"] == "quick" else "")
+    if results["settings"].get("loss_classes", "all") != "all":
+        stem += f"_{results['settings']['loss_classes']}"
     folder.mkdir(parents=True, exist_ok=True)
     json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
     json_path.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
@@ -262,7 +291,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="the few-minute configuration")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (quick 2, full 3)")
-    parser.add_argument("--base", choices=("all", "half", "both"), help="base(s) θ0")
+    parser.add_argument(
+        "--base",
+        choices=("all", "half", "both", "lite0"),
+        help="base(s) θ0; lite0: EfficientNet-Lite0 (ImageNet) on mnist5k",
+    )
+    parser.add_argument(
+        "--skip-methods",
+        type=lambda t: [m for m in t.split(",") if m],
+        help=f"leave out some of {', '.join(sorted(SKIPPABLE))} (saves time)",
+    )
+    parser.add_argument(
+        "--loss-classes",
+        choices=("all", "present"),
+        default="all",
+        help="TrainConfig.loss_classes of every method (all: the reference's)",
+    )
     parser.add_argument("--splits", type=lambda t: t.split(","), help="e.g. class,iid")
     parser.add_argument("--silos", type=_ints, help="e.g. 5,10")
     parser.add_argument("--epochs", type=int, help="local epochs of every method")

@@ -36,7 +36,15 @@ from common.threads import torch_threads
 from common.training import finetune
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-_SCENARIO_KEYS = ("split", "dataset", "data_root", "base_weights", "architecture", "base")
+_SCENARIO_KEYS = (
+    "split",
+    "dataset",
+    "data_root",
+    "base_weights",
+    "architecture",
+    "base",
+    "loss_classes",
+)
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,7 @@ def train_config(prepared: Prepared, *, lr: float, epochs: int, device: str) -> 
         batch_size=32,
         loss="square",
         kappa=scenario.kappa(),
+        loss_classes=scenario.loss_classes,
         seed=scenario.seed,
         device=device,
     )
@@ -155,8 +156,19 @@ def tmc_checks(
     return checks
 
 
-def run_in_process(prepared: Prepared, *, lr: float, epochs: int, device: str = "cpu") -> LrRun:
-    """Train and score every in-process method at learning rate ``lr``."""
+SKIPPABLE = frozenset({"sequential", "paragon_tangent"})
+"""Methods a run may leave out (to save time: neither is a target of the benchmark)."""
+
+
+def run_in_process(
+    prepared: Prepared,
+    *,
+    lr: float,
+    epochs: int,
+    device: str = "cpu",
+    skip: frozenset[str] = frozenset(),
+) -> LrRun:
+    """Train and score every in-process method at learning rate ``lr`` (but ``skip``)."""
     config = train_config(prepared, lr=lr, epochs=epochs, device=device)
     base = prepared.base
     names = base.tangent_names
@@ -170,8 +182,9 @@ def run_in_process(prepared: Prepared, *, lr: float, epochs: int, device: str = 
         model, compose(components, "num-examples"), prepared, device
     )
     run.checks = tmc_checks(model, components, prepared, device)
-    paragon_delta, _ = train_tangent(model, prepared.pooled_train, config)
-    out["paragon_tangent"] = _tangent_outputs(model, paragon_delta, prepared, device)
+    if "paragon_tangent" not in skip:
+        paragon_delta, _ = train_tangent(model, prepared.pooled_train, config)
+        out["paragon_tangent"] = _tangent_outputs(model, paragon_delta, prepared, device)
 
     members = [finetune(base.network, names, part, config)[0] for part in prepared.train_parts]
     for mode in ("softmax", "logit"):
@@ -179,10 +192,11 @@ def run_in_process(prepared: Prepared, *, lr: float, epochs: int, device: str = 
         out[f"ensemble_{mode}"] = outputs_of(ensemble, prepared, device)
     out["soup"] = outputs_of(weight_soup(base.network, members, names), prepared, device)
 
-    sequential: nn.Module = base.network
-    for part in prepared.train_parts:
-        sequential, _ = finetune(sequential, names, part, config)
-    out["sequential"] = outputs_of(sequential, prepared, device)
+    if "sequential" not in skip:
+        sequential: nn.Module = base.network
+        for part in prepared.train_parts:
+            sequential, _ = finetune(sequential, names, part, config)
+        out["sequential"] = outputs_of(sequential, prepared, device)
 
     paragon, _ = finetune(base.network, names, prepared.pooled_train, config)
     out["paragon"] = outputs_of(paragon, prepared, device)

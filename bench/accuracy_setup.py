@@ -32,7 +32,7 @@ from common.errors import ConfigError
 from common.models import BaseModelSpec, MaterializedBase, materialize
 from common.models.spec import FileWeights
 
-BaseKind = Literal["all", "half"]
+BaseKind = Literal["all", "half", "lite0"]
 VALIDATION_FRACTION = 0.2
 _VALIDATION_STAGE = 7_301  # a seed path no partition stage uses
 HALF_CLASSES = (0, 1, 2, 3, 4)
@@ -43,8 +43,11 @@ class Scenario:
     """One configuration of the benchmark, for one seed.
 
     ``base``: ``all`` = pre-trained on the public 20 % of every class; ``half`` = on the
-    public 20 % of classes 0-4 only (the harder base of benchmarks.md). For CIFAR the base
-    is a weights file (``base_weights``) and nothing is held out as public.
+    public 20 % of classes 0-4 only (the harder base of benchmarks.md); ``lite0`` = the
+    strong pre-trained backbone (EfficientNet-Lite0, ImageNet, on ``mnist5k``:
+    ``bench.accuracy_backbone``), nothing held out as public. For CIFAR the base is a
+    weights file (``base_weights``) and nothing is held out as public. ``loss_classes``
+    is the recipe's ``TrainConfig.loss_classes`` (``all``: the reference's).
     """
 
     split: str
@@ -55,21 +58,24 @@ class Scenario:
     data_root: str = ""
     base_weights: str = ""
     architecture: str = "resnet18"
+    loss_classes: str = "all"
 
     @property
     def config_key(self) -> str:
-        """``<split>-<silos>`` (``half:`` prefix for the half base), seed-independent."""
-        prefix = "" if self.base == "all" else "half:"
-        dataset = "" if self.dataset == "digits" else f"{self.dataset}:"
-        return f"{dataset}{prefix}{self.split}-{self.num_silos}"
+        """``<split>-<silos>`` (``half:`` / ``lite0:`` prefix for the other bases, a
+        ``+present`` suffix for the restricted loss), seed-independent."""
+        prefix = "" if self.base == "all" else f"{self.base}:"
+        dataset = "" if self.dataset in ("digits", "mnist5k") else f"{self.dataset}:"
+        recipe = "" if self.loss_classes == "all" else f"+{self.loss_classes}"
+        return f"{dataset}{prefix}{self.split}-{self.num_silos}{recipe}"
 
     @property
     def uses_class_split(self) -> bool:
         return self.split == "class"
 
     def dataset_spec(self) -> DatasetSpec:
-        if self.dataset == "digits":
-            return DatasetSpec(name="digits")
+        if self.dataset in ("digits", "mnist5k"):
+            return DatasetSpec(name=self.dataset)
         if not self.data_root:
             raise ConfigError(f"{self.dataset} needs --data-root (a local copy; no download)")
         return DatasetSpec.model_validate({"name": self.dataset, "root": self.data_root})
@@ -78,7 +84,7 @@ class Scenario:
         return HALF_CLASSES if self.base == "half" else None
 
     def public_fraction(self) -> float:
-        return 0.2 if self.dataset == "digits" else 0.0
+        return 0.2 if self.dataset == "digits" and self.base != "lite0" else 0.0
 
     def base_spec(self) -> BaseModelSpec:
         if self.dataset == "digits":
@@ -150,8 +156,19 @@ def carve_validation(
 @functools.lru_cache(maxsize=32)
 def prepare(scenario: Scenario) -> Prepared:
     """Materialise θ0 (pre-trained and cached on first use) and cut the data."""
-    base = materialize(scenario.base_spec())
-    partition = FederatedPartition(scenario.dataset_spec(), scenario.partition_spec())
+    if scenario.base == "lite0":
+        from bench.accuracy_backbone import DATASET, backbone_base, lite_features
+
+        if scenario.dataset != DATASET.name:
+            raise ConfigError(f"the lite0 base runs on {DATASET.name}, not {scenario.dataset}")
+        base = backbone_base(scenario.seed)
+        features = lite_features(train=True)
+        partition = FederatedPartition(DATASET, scenario.partition_spec(), train_set=features)
+        test: LabeledDataset = lite_features(train=False)
+    else:
+        base = materialize(scenario.base_spec())
+        partition = FederatedPartition(scenario.dataset_spec(), scenario.partition_spec())
+        test = partition.test_dataset()
     targets = np.asarray(partition.train_set.targets)
     train_idx: list[IntArray] = []
     val_idx: list[IntArray] = []
@@ -172,7 +189,7 @@ def prepare(scenario: Scenario) -> Prepared:
         train_parts=tuple(Shard(data, idx) for idx in train_idx),
         validation=Shard(data, np.sort(np.concatenate(val_idx))),
         pooled_train=Shard(data, np.sort(np.concatenate(train_idx))),
-        test=partition.test_dataset(),
+        test=test,
         tasks=tuple(
             tuple(int(c) for c in np.unique(targets[partition.silo_indices(silo)]))
             for silo in range(partition.num_silos)

@@ -1,6 +1,6 @@
 """Local training of components (and of the non-linear baseline) and their evaluation."""
 
-from common.training.config import TrainConfig, digits_preset
+from common.training.config import LossClasses, LossName, TrainConfig, digits_preset
 from common.training.evaluate import (
     Evaluation,
     OutputEnsemble,
@@ -8,16 +8,22 @@ from common.training.evaluate import (
     predict_logits,
     score_logits,
 )
+from common.training.features import MAX_CACHE_BYTES, FeatureSet, encode_dataset
 from common.training.loop import TrainReport, finetune, fit, label_histogram, train_tangent
 from common.training.losses import distance_penalty, rescaled_square_loss, task_loss
 
 __all__ = [
+    "MAX_CACHE_BYTES",
     "Evaluation",
+    "FeatureSet",
+    "LossClasses",
+    "LossName",
     "OutputEnsemble",
     "TrainConfig",
     "TrainReport",
     "digits_preset",
     "distance_penalty",
+    "encode_dataset",
     "evaluate",
     "finetune",
     "fit",

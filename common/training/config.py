@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from common.schema import StrictModel
 
 LossName = Literal["square", "ce"]
+LossClasses = Literal["all", "present"]
 
 
 class TrainConfig(StrictModel):
@@ -22,6 +23,11 @@ class TrainConfig(StrictModel):
     lr: float = Field(1e-4, gt=0.0, le=10.0)
     loss: LossName = "square"
     kappa: float = Field(15.0, gt=0.0, le=1e4, description="target scale of the square loss")
+    loss_classes: LossClasses = Field(
+        "all",
+        description="outputs the loss reads: 'all' (the reference: absent classes are "
+        "targets of 0) or 'present' (only the classes of the shard being trained)",
+    )
     penalty: float = Field(1e-5, ge=0.0, le=1e3, description="weight of √(‖Δ‖² + ε)")
     penalty_eps: float = Field(1e-6, gt=0.0)
     milestones: tuple[float, ...] = Field(

@@ -88,6 +88,8 @@ def fit(
     schedule = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=config.milestone_epochs(), gamma=config.gamma
     )
+    histogram = label_histogram(dataset)  # type: ignore[arg-type]
+    classes = _present_classes(histogram, config, device)
     module.train(batchnorm_train)
     losses: list[float] = []
     start = time.perf_counter()
@@ -96,7 +98,7 @@ def fit(
             total, seen = 0.0, 0
             for images, labels in loader:
                 inputs, labels = batch_to(images, device), labels.to(device)
-                loss = task_loss(module(inputs), labels, config)
+                loss = task_loss(module(inputs), labels, config, classes)
                 objective = loss + config.penalty * penalty() if config.penalty else loss
                 optimizer.zero_grad(set_to_none=True)
                 objective.backward()
@@ -114,8 +116,17 @@ def fit(
         epoch_losses=tuple(losses),
         seconds=time.perf_counter() - start,
         device=str(device),
-        label_histogram=label_histogram(dataset),  # type: ignore[arg-type]
+        label_histogram=histogram,
     )
+
+
+def _present_classes(
+    histogram: dict[int, int], config: TrainConfig, device: torch.device
+) -> torch.Tensor | None:
+    """The indices of the shard's own classes when the loss reads only those."""
+    if config.loss_classes == "all":
+        return None
+    return torch.tensor(sorted(histogram), dtype=torch.long, device=device)
 
 
 def train_tangent(

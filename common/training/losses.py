@@ -11,15 +11,34 @@ import torch.nn.functional as F
 from common.training.config import TrainConfig
 
 
-def rescaled_square_loss(logits: torch.Tensor, labels: torch.Tensor, kappa: float) -> torch.Tensor:
-    """mean over batch and classes of (f_c(x) − κ·1[y = c])² (Hui & Belkin 2021; TMC)."""
+def rescaled_square_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    kappa: float,
+    classes: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """mean over batch and classes of (f_c(x) − κ·1[y = c])² (Hui & Belkin 2021; TMC);
+    with ``classes`` (indices of outputs), over those classes only."""
     target = F.one_hot(labels, logits.shape[1]).to(logits.dtype) * kappa
+    if classes is not None:
+        return (logits[:, classes] - target[:, classes]).pow(2).mean()
     return (logits - target).pow(2).mean()
 
 
-def task_loss(logits: torch.Tensor, labels: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+def task_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    config: TrainConfig,
+    classes: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The configured loss; ``classes`` (indices of outputs) restricts it to those: the
+    square loss then ignores the others, cross-entropy normalises over these only."""
     if config.loss == "square":
-        return rescaled_square_loss(logits, labels, config.kappa)
+        return rescaled_square_loss(logits, labels, config.kappa, classes)
+    if classes is not None:
+        absent = torch.ones(logits.shape[1], dtype=torch.bool, device=logits.device)
+        absent[classes] = False
+        logits = logits.masked_fill(absent, float("-inf"))
     return F.cross_entropy(logits, labels)
 
 

@@ -122,3 +122,35 @@ def test_cache_larger_than_its_budget_is_refused(
         model.frozen_features, shard, batch_size=32, device=device, max_bytes=1024
     )
     assert refused is None
+
+
+def test_loss_on_present_classes_ignores_the_others() -> None:
+    from common.training import task_loss
+
+    labels = torch.tensor([1, 3])
+    logits = torch.tensor([[0.0, 2.0, 9.0, 1.0], [5.0, 0.0, -7.0, 3.0]])
+    present = torch.tensor([1, 3])
+    square = TrainConfig(kappa=3.0, loss_classes="present")
+    # outputs 1 and 3 only: targets [[3, 0], [0, 3]] → errors 1, 1, 0, 0 → mean 2/4
+    assert float(task_loss(logits, labels, square, present)) == pytest.approx(0.5)
+    moved = logits.clone()
+    moved[:, [0, 2]] += 100.0
+    assert float(task_loss(moved, labels, square, present)) == pytest.approx(0.5)
+    ce = TrainConfig(loss="ce", loss_classes="present")
+    expected = torch.nn.functional.cross_entropy(logits[:, [1, 3]], torch.tensor([0, 1]))
+    assert float(task_loss(moved, labels, ce, present)) == pytest.approx(float(expected))
+
+
+def test_training_on_present_classes_leaves_absent_rows_of_the_head_alone(
+    digits_base: MaterializedBase, shard: Shard
+) -> None:
+    model = TangentModel(digits_base.network, digits_base.tangent_names)
+    config = _config(True).model_copy(update={"loss_classes": "present"})
+    few = Shard(shard, np.flatnonzero(shard.targets < 3))
+    delta, report = train_tangent(model, few, config)
+    absent = sorted(set(range(10)) - set(report.label_histogram))
+    assert absent  # the shard holds some of the digits only
+    # The square loss never reads an absent class's output, so its head row gets no
+    # gradient; only the distance penalty (which shrinks, from zero: stays zero) acts.
+    assert torch.count_nonzero(delta["fc.weight"][absent]) == 0
+    assert torch.count_nonzero(delta["fc.weight"][sorted(report.label_histogram)]) > 0
