@@ -165,6 +165,41 @@ def _from_folder(settings: NodeSettings, data: DataSpec) -> SiloSource:
     )
 
 
+def _from_split(
+    name: str,
+    source: SiloSourceKind,
+    data: DataSpec,
+    *,
+    split: LabeledDataset,
+    parts: list[np.ndarray],
+    test: LabeledDataset | None,
+    partition: PartitionRecord,
+) -> SiloSource:
+    """A silo whose increments are index sets into one labelled split (an export, or a
+    simulated silo's part of a dataset), relabelled by name into the federation's space."""
+    names = list(split.classes)
+    mapping = _mapping(names, data)
+    counts = np.bincount(split.targets[np.concatenate(parts)], minlength=len(names))
+    increments: tuple[LabeledDataset, ...] = ()
+    known_test = None
+    if all(mapping[c] >= 0 for c in np.flatnonzero(counts)):
+        relabeled = Relabeled(split, [max(m, 0) for m in mapping], data.classes)
+        increments = tuple(Shard(relabeled, indices) for indices in parts)
+        known_test = _known(test, mapping, data) if test is not None else None
+    return _finish(
+        name,
+        source,
+        data,
+        class_names=tuple(names),
+        class_counts=tuple(int(n) for n in counts),
+        channels=(split.in_channels,),
+        increments=increments,
+        test=known_test,
+        image_size=split.image_shape[1],
+        partition=partition,
+    )
+
+
 def _from_export(settings: NodeSettings, data: DataSpec) -> SiloSource:
     if settings.data_path is None:  # pragma: no cover - the caller checked
         raise ConfigError("no data-path")
@@ -175,26 +210,13 @@ def _from_export(settings: NodeSettings, data: DataSpec) -> SiloSource:
             f"holds silo {export.name!r}"
         )
     manifest = export.manifest
-    names = list(manifest.class_names)
-    counts = np.bincount(export.dataset.targets, minlength=len(names))
-    mapping = _mapping(names, data)
-    increments: tuple[LabeledDataset, ...] = ()
-    test = None
-    if all(mapping[c] >= 0 for c in manifest.classes):
-        relabeled = Relabeled(export.dataset, [max(m, 0) for m in mapping], data.classes)
-        increments = tuple(Shard(relabeled, part.indices) for part in export.increments)
-        if export.test is not None:
-            test = _known(export.test, mapping, data)
-    return _finish(
+    return _from_split(
         export.name,
         "export",
         data,
-        class_names=tuple(names),
-        class_counts=tuple(int(n) for n in counts),
-        channels=(manifest.in_channels,),
-        increments=increments,
-        test=test,
-        image_size=manifest.image_shape[1],
+        split=export.dataset,
+        parts=[part.indices for part in export.increments],
+        test=export.test,
         partition=PartitionRecord(identity=manifest.identity, partition=manifest.partition),
     )
 
@@ -210,28 +232,17 @@ def _from_partition(settings: NodeSettings, config: FederationConfig, data: Data
             f"{config.dataset} into num-silos={partition.num_silos}; "
             "run with at most that many supernodes"
         )
-    train_set = partition.train_set
-    names = list(train_set.classes)
-    mapping = _mapping(names, data)
     shards = [partition.silo_shard(index, i) for i in range(partition.num_increments)]
-    counts = np.bincount(np.concatenate([s.targets for s in shards]), minlength=len(names))
-    increments: tuple[LabeledDataset, ...] = ()
-    test = None
-    if all(mapping[c] >= 0 for c in np.flatnonzero(counts)):
-        relabeled = Relabeled(train_set, [max(m, 0) for m in mapping], data.classes)
-        increments = tuple(Shard(relabeled, s.indices) for s in shards)
-        test = _known(partition.test_dataset(), mapping, data)
-    return _finish(
+    return _from_split(
         settings.silo_id or silo_name(index),
         "simulation",
         data,
-        class_names=tuple(names),
-        class_counts=tuple(int(n) for n in counts),
-        channels=(train_set.in_channels,),
-        increments=increments,
-        test=test,
-        image_size=train_set.image_shape[1],
-        partition=PartitionRecord(identity=train_set.identity, partition=config.partition_spec()),
+        split=partition.train_set,
+        parts=[shard.indices for shard in shards],
+        test=partition.test_dataset(),
+        partition=PartitionRecord(
+            identity=partition.train_set.identity, partition=config.partition_spec()
+        ),
     )
 
 

@@ -4,6 +4,7 @@ on a free loopback port (stopped after each test, whatever happens)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +51,9 @@ def tokens(tmp_path: Path) -> Tokens:
     return Tokens(path, operator, silo0, silo1)
 
 
-@pytest.fixture
-def server(root: Path, tokens: Tokens, pki: Pki) -> Iterator[AdminServer]:
+@contextmanager
+def serving(root: Path, tokens: Tokens, pki: Pki) -> Iterator[AdminServer]:
+    """A TLS admin API for ``root`` on a free loopback port, stopped on exit."""
     handle = serve(
         root,
         credentials_path=tokens.path,
@@ -63,6 +65,12 @@ def server(root: Path, tokens: Tokens, pki: Pki) -> Iterator[AdminServer]:
         yield handle
     finally:
         handle.stop(grace=1.0)
+
+
+@pytest.fixture
+def server(root: Path, tokens: Tokens, pki: Pki) -> Iterator[AdminServer]:
+    with serving(root, tokens, pki) as handle:
+        yield handle
 
 
 ClientFactory = Callable[..., AdminClient]

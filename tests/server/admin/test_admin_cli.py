@@ -16,12 +16,12 @@ import pytest
 from typer.testing import CliRunner
 
 from common.models import MaterializedBase
-from server.admin import AdminClient, AdminServer, TLSFiles, serve
+from server.admin import AdminClient, AdminServer
 from server.cli import app
 from server.registry import Registry
 from tests.registries import digits_registry
 from tests.server.admin.admin_helpers import Pki, snapshot
-from tests.server.admin.conftest import Tokens
+from tests.server.admin.conftest import Tokens, serving
 
 PROJECT = Path(__file__).resolve().parents[3]
 runner = CliRunner()
@@ -118,14 +118,7 @@ def test_full_model_export_over_the_api(
     """The self-contained model streamed by the API equals the local export, byte for byte,
     for the current and for a past version."""
     root = digits_registry(tmp_path / "digits-registry", digits_base, rounds=2)
-    handle = serve(
-        root,
-        credentials_path=tokens.path,
-        host="127.0.0.1",
-        port=0,
-        tls=TLSFiles(pki.server_cert, pki.server_key),
-    )
-    try:
+    with serving(root, tokens, pki) as handle:
         token = tmp_path / "operator.token"
         token.write_text(tokens.operator + "\n")
         server = ["--server", f"127.0.0.1:{handle.port}", "--ca-cert", str(pki.ca_cert)]
@@ -140,8 +133,6 @@ def test_full_model_export_over_the_api(
         code, payload = _run("export", "--out", str(out), "--version", "9", *server, "--json")
         assert code == 2
         assert payload["error"] == "NotFoundError"
-    finally:
-        handle.stop(grace=1.0)
 
 
 def test_token_from_the_environment(
