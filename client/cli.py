@@ -55,6 +55,9 @@ class SiloStart(StrictModel):
     runtime_port: int | None = Field(None, ge=1, le=65_535)
     max_wait_time: float | None = Field(None, gt=0)
     test_fraction: float | None = Field(None, ge=0.0, lt=1.0)
+    health_server_address: str | None = Field(
+        None, pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$"
+    )
 
     @model_validator(mode="after")
     def _transport(self) -> SiloStart:
@@ -113,6 +116,8 @@ def supernode_argv(start: SiloStart, executable: str = SUPERNODE) -> list[str]:
         argv += ["--port", str(start.runtime_port)]
     if start.max_wait_time is not None:
         argv += ["--max-wait-time", str(start.max_wait_time)]
+    if start.health_server_address is not None:
+        argv += ["--health-server-address", start.health_server_address]
     return argv
 
 
@@ -238,6 +243,10 @@ def start_command(  # noqa: PLR0917 - typer options
         float | None,
         typer.Option(help="image folder without test/: fraction held out for local testing"),
     ] = None,
+    health_server_address: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT of the node's gRPC health service (for health checks)"),
+    ] = None,
     print_command: Annotated[
         bool, typer.Option(help="print the flower-supernode line and exit")
     ] = False,
@@ -263,6 +272,7 @@ def start_command(  # noqa: PLR0917 - typer options
             runtime_port=runtime_port,
             max_wait_time=max_wait_time,
             test_fraction=test_fraction,
+            health_server_address=health_server_address,
         )
         check(request)
         executable, bin_dir = _executable()

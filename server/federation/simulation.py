@@ -7,6 +7,7 @@ both apps directly. Ray is shut down when the run ends, also when it fails.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Callable
@@ -40,6 +41,12 @@ def simulate(
 ) -> list[RoundSummary]:
     """Run ``config.rounds`` rounds with ``num_supernodes`` simulated silos (default: all
     ``num-silos``); node ``i`` serves ``silo-i``. Returns the round summaries."""
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError(
+            "the simulation engine (Ray) is not installed here: install the project's "
+            "'simulation' extra (pip install '.[simulation]'; `make` does); deployments "
+            "without it run `flwr run` against a SuperLink"
+        )
     nodes = num_supernodes or config.num_silos
     if nodes > config.num_silos:
         raise ConfigError(

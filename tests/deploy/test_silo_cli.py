@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from client.cli import SiloStart, check, node_config, supernode_argv
 from common.errors import ConfigError, DataError
 from server.cli import app
+from tests.images import write_images
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +98,26 @@ def test_cli_prints_the_command_or_refuses_in_one_line(silo_dir: Path, keys: Pat
     assert refused.exit_code == 2
     assert refused.stderr.startswith("error: ")
     assert "'silo-9'" in refused.stderr
+
+
+def test_an_image_folder_silo_and_its_options(keys: Path, tmp_path: Path) -> None:
+    """A plain image folder is accepted (the node config then names the silo); one without
+    images is refused before anything starts; the held-out fraction and the health service
+    reach flower-supernode."""
+    write_images(tmp_path / "own", {"cat": 2, "dog": 2})
+    start = _start(
+        tmp_path / "own",
+        keys,
+        silo="hospital-a",
+        test_fraction=0.25,
+        health_server_address="127.0.0.1:8083",
+    )
+    check(start)
+    argv = supernode_argv(start)
+    assert argv[argv.index("--health-server-address") + 1] == "127.0.0.1:8083"
+    config = parse_config_args([argv[argv.index("--node-config") + 1]])
+    assert config["silo-id"] == "hospital-a"
+    assert config["test-fraction"] == 0.25
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="holds no training images"):
+        check(_start(tmp_path / "empty", keys))
