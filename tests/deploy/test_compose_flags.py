@@ -221,7 +221,9 @@ def test_containers_run_as_an_explicit_uid() -> None:
 
 
 def test_health_checks_ask_the_process() -> None:
-    for name in ("superlink", "superexec-serverapp"):
+    silos = [n for n in tmc_services() if command(n)[1:3] == ["silo", "start"]]
+    assert silos
+    for name in ("superlink", "superexec-serverapp", *silos):
         spec = services()[name]
         address = _options(name)["--health-server-address"]
         assert address is not None
