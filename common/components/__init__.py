@@ -18,6 +18,7 @@ from common.components.encoding import (
     payload_bytes,
     payload_layout,
 )
+from common.components.privacy import PrivacyMeta
 from common.components.validation import TangentSchema, check_delta_schema, validate_component
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Delta",
     "Encoding",
     "ExactSum",
+    "PrivacyMeta",
     "TangentSchema",
     "Weighting",
     "check_delta_schema",

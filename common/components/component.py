@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 
 from common.components.delta import Delta
 from common.components.encoding import Encoding, Payload, decode, encode
+from common.components.privacy import PrivacyMeta
 from common.errors import ComponentError
 from common.hashing import update_with_tensors
 from common.schema import StrictModel
@@ -46,6 +47,7 @@ class ComponentMeta(StrictModel):
     data_fingerprint: str | None = Field(None, pattern=SHA256_PATTERN)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     encoding: Encoding = Field("float32", description="how Δ travelled and is stored")
+    privacy: PrivacyMeta | None = Field(None, description="DP-SGD accounting (None: no DP)")
 
     @field_validator("metrics")
     @classmethod
@@ -69,10 +71,13 @@ class ComponentMeta(StrictModel):
 
     def canonical_json(self) -> str:
         """Sorted-key compact JSON: the form that is hashed and stored. The default float32
-        encoding is left out, so components made before encodings existed keep their ids."""
+        encoding and an absent privacy record are left out, so components made before
+        either existed keep their ids."""
         payload: dict[str, Any] = self.model_dump(mode="json")
         if self.encoding == "float32":
             del payload["encoding"]
+        if self.privacy is None:
+            del payload["privacy"]
         return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 

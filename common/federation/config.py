@@ -35,7 +35,7 @@ from common.models.spec import (
     WeightsSpec,
 )
 from common.schema import StrictModel
-from common.training.config import LossName, TrainConfig
+from common.training.config import LossName, PrivacyConfig, TrainConfig
 
 
 def _hyphen(name: str) -> str:
@@ -83,6 +83,16 @@ class FederationConfig(StrictModel):
     kappa: float = Field(15.0, gt=0.0)
     penalty: float = Field(1e-5, ge=0.0)
     client_device: str = Field("auto", pattern=r"^(auto|cpu|cuda|cuda:\d+)$")
+    # differential privacy per silo (DP-SGD, common.training.privacy); each silo sets its
+    # noise for its own number of examples
+    dp_epsilon: float = Field(
+        0.0, ge=0.0, le=1e4, allow_inf_nan=False, description="target ε per component (0: off)"
+    )
+    dp_delta: float = Field(1e-5, gt=0.0, lt=1.0, description="δ of the (ε, δ) guarantee")
+    dp_clip: float = Field(1.0, gt=0.0, le=1e6, description="per-example gradient norm bound C")
+    dp_noise_multiplier: float = Field(
+        0.0, ge=0.0, le=1e6, description="σ (0: the smallest that reaches dp-epsilon)"
+    )
     # composition and acceptance
     weighting: Weighting = "uniform"
     max_norm: float = Field(1e4, gt=0.0, description="components with a larger ‖Δ‖ are refused")
@@ -242,6 +252,17 @@ class FederationConfig(StrictModel):
             tangent=self.tangent_scope(),
         )
 
+    def privacy_config(self) -> PrivacyConfig | None:
+        """DP-SGD's settings, or None when both dp-epsilon and dp-noise-multiplier are 0."""
+        if not (self.dp_epsilon or self.dp_noise_multiplier):
+            return None
+        return PrivacyConfig(
+            target_epsilon=self.dp_epsilon or None,
+            delta=self.dp_delta,
+            clip=self.dp_clip,
+            noise_multiplier=self.dp_noise_multiplier or None,
+        )
+
     def train_config(self) -> TrainConfig:
         return TrainConfig(
             epochs=self.epochs,
@@ -252,4 +273,5 @@ class FederationConfig(StrictModel):
             penalty=self.penalty,
             seed=self.seed,
             device=self.client_device,
+            privacy=self.privacy_config(),
         )

@@ -1,6 +1,12 @@
 """Local training of components (and of the non-linear baseline) and their evaluation."""
 
-from common.training.config import LossClasses, LossName, TrainConfig, digits_preset
+from common.training.config import (
+    LossClasses,
+    LossName,
+    PrivacyConfig,
+    TrainConfig,
+    digits_preset,
+)
 from common.training.evaluate import (
     Evaluation,
     OutputEnsemble,
@@ -19,6 +25,7 @@ __all__ = [
     "LossClasses",
     "LossName",
     "OutputEnsemble",
+    "PrivacyConfig",
     "TrainConfig",
     "TrainReport",
     "digits_preset",

@@ -4,12 +4,36 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from common.schema import StrictModel
 
 LossName = Literal["square", "ce"]
 LossClasses = Literal["all", "present"]
+
+
+class PrivacyConfig(StrictModel):
+    """DP-SGD on the tangent parameters (``common.training.privacy``; Abadi et al. 2016):
+    per-example gradients clipped to ``clip``, Gaussian noise of std σ·clip on their sum,
+    Poisson sampling at q = batch_size / N. σ is ``noise_multiplier`` when given, else the
+    smallest σ whose ε at ``delta`` is at most ``target_epsilon`` for the silo's own N (only
+    the silo knows N). With both, a σ that does not reach the target is refused."""
+
+    target_epsilon: float | None = Field(None, gt=0.0, le=1e4, allow_inf_nan=False)
+    delta: float = Field(1e-5, gt=0.0, lt=1.0, allow_inf_nan=False)
+    clip: float = Field(1.0, gt=0.0, le=1e6, allow_inf_nan=False)
+    noise_multiplier: float | None = Field(None, gt=0.0, le=1e6, allow_inf_nan=False)
+    noise_seed: int | None = Field(
+        None,
+        description="seed of the sampling and the noise, for tests and benchmarks only: "
+        "None (the default) seeds from the OS's entropy, as a real guarantee needs",
+    )
+
+    @model_validator(mode="after")
+    def _needs_a_budget(self) -> PrivacyConfig:
+        if self.target_epsilon is None and self.noise_multiplier is None:
+            raise ValueError("DP-SGD needs a target epsilon or a noise multiplier")
+        return self
 
 
 class TrainConfig(StrictModel):
@@ -42,6 +66,7 @@ class TrainConfig(StrictModel):
         "train on its cached output (same result; needs a dataset without random "
         "augmentation, as every dataset here is)",
     )
+    privacy: PrivacyConfig | None = Field(None, description="DP-SGD (None: off)")
 
     @field_validator("milestones")
     @classmethod

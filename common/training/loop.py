@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from common.components.delta import Delta
+from common.components.privacy import PrivacyMeta
 from common.device import resolve_device
 from common.errors import DataError
 from common.progress import progress_bar
@@ -51,6 +52,8 @@ class TrainReport:
     """The frozen part ran once per example (features cached), not once per epoch."""
     encode_seconds: float = 0.0
     """Of ``seconds``, the time spent computing the cached features."""
+    privacy: PrivacyMeta | None = None
+    """The DP-SGD accounting when ``TrainConfig.privacy`` is set (``common.training.privacy``)."""
 
 
 def label_histogram(dataset: Dataset[Sample]) -> dict[int, int]:
@@ -141,7 +144,13 @@ def train_tangent(
 
     With ``config.cache_features`` (the default) the frozen part below the first tangent
     layer runs once per example and the epochs train on its cached output
-    (``common.training.features``); the Δ is the same, bit for bit on the CPU."""
+    (``common.training.features``); the Δ is the same, bit for bit on the CPU.
+
+    With ``config.privacy`` it trains with DP-SGD instead (``common.training.privacy``)."""
+    if config.privacy is not None:
+        from common.training.privacy import train_private  # it imports this module
+
+        return train_private(model, dataset, config, progress=progress, description=description)
     device = resolve_device(config.device)
     model.reset_delta()
     model.to(device)

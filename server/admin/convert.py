@@ -11,6 +11,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from common.components import PrivacyMeta
 from server.admin.proto import pb
 from server.registry import (
     AuditEvent,
@@ -69,6 +70,8 @@ def component_to_pb(record: ComponentRecord) -> pb.Component:
     )
     if record.forgotten_at is not None:
         message.forgotten_at.CopyFrom(timestamp(record.forgotten_at))
+    if record.privacy is not None:
+        message.privacy.CopyFrom(pb.Privacy(**record.privacy.model_dump()))
     return message
 
 
@@ -94,6 +97,22 @@ def component_from_pb(message: pb.Component) -> ComponentRecord:
         in_sum=message.in_sum,
         encoding=message.encoding or "float32",
         payload_bytes=_optional(message, "payload_bytes"),
+        privacy=_privacy_from_pb(message.privacy) if message.HasField("privacy") else None,
+    )
+
+
+def _privacy_from_pb(message: pb.Privacy) -> PrivacyMeta:
+    return PrivacyMeta(
+        mechanism=message.mechanism,
+        epsilon=message.epsilon,
+        delta=message.delta,
+        noise_multiplier=message.noise_multiplier,
+        clip=message.clip,
+        steps=message.steps,
+        sampling_rate=message.sampling_rate,
+        neighbouring=message.neighbouring,
+        accountant=message.accountant,
+        accountant_version=message.accountant_version,
     )
 
 

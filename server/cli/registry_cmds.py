@@ -42,7 +42,8 @@ def list_components(
     token_file: TokenFileOption = None,
     insecure: InsecureOption = False,
 ) -> None:
-    """List components: id, silo, round, examples, status, sha256 of the stored file.
+    """List components: id, silo, round, examples, status, sha256 of the stored file, how
+    it was uploaded and, for a DP component, its ε at δ (``--json``: the whole accounting).
     With --server, from an admin API (a silo token lists its own silo only)."""
     remote = Remote(server, ca_cert, token_file, insecure)
     with handle_errors(as_json=as_json), open_target(registry, remote) as opened:
@@ -61,6 +62,8 @@ def list_components(
                 "norm": r.norm,
                 "encoding": r.encoding,
                 "payload_bytes": r.payload_bytes,
+                "epsilon": None if r.privacy is None else r.privacy.epsilon,
+                "privacy": None if r.privacy is None else r.privacy.model_dump(mode="json"),
                 "added_at": r.added_at.isoformat(),
             }
             for r in records
@@ -71,7 +74,7 @@ def list_components(
         console.print(
             table(
                 f"{len(rows)} {status} component(s) in {registry or server}",
-                ["id", "silo", "round", "increment", "examples", "status", "norm", "upload"],
+                ["id", "silo", "round", "increment", "examples", "status", "norm", "upload", "ε"],
                 [
                     [
                         r["id"][:12] + "…",
@@ -83,11 +86,19 @@ def list_components(
                         r["norm"],
                         r["encoding"]
                         + (f", {r['payload_bytes']:,} B" if r["payload_bytes"] is not None else ""),
+                        _epsilon_cell(r["privacy"]),
                     ]
                     for r in rows
                 ],
             )
         )
+
+
+def _epsilon_cell(privacy: dict[str, Any] | None) -> str:
+    """ε at δ of a DP component; "-" for one trained without DP."""
+    if privacy is None:
+        return "-"
+    return f"{privacy['epsilon']:.3g} (δ {privacy['delta']:.0e})"
 
 
 @registry_app.command("status")

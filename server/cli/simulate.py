@@ -60,6 +60,15 @@ def simulate_command(
     upload_dtype: Annotated[
         Encoding, typer.Option(help="how silos upload Δ: float32 | bfloat16 | int8 | int8-channel")
     ] = "float32",
+    dp_epsilon: Annotated[
+        float,
+        typer.Option(min=0.0, help="DP-SGD per silo: target ε of each component (0: no DP)"),
+    ] = 0.0,
+    dp_delta: Annotated[float, typer.Option(help="δ of the (ε, δ) guarantee")] = 1e-5,
+    dp_clip: Annotated[float, typer.Option(help="DP-SGD per-example gradient norm bound")] = 1.0,
+    dp_noise_multiplier: Annotated[
+        float, typer.Option(min=0.0, help="DP-SGD noise multiplier σ (0: calibrated to ε)")
+    ] = 0.0,
     as_json: Annotated[
         bool, typer.Option("--json", help="print one JSON document on stdout")
     ] = False,
@@ -93,6 +102,10 @@ def simulate_command(
                 "seed": seed,
                 "client-device": client_device,
                 "upload-dtype": upload_dtype,
+                "dp-epsilon": dp_epsilon,
+                "dp-delta": dp_delta,
+                "dp-clip": dp_clip,
+                "dp-noise-multiplier": dp_noise_multiplier,
                 "min-silos": supernodes or silos,
             }
         )

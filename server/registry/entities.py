@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, JsonValue, field_validator
 
-from common.components import Component, Encoding, TangentSchema, Weighting, payload_bytes
+from common.components import (
+    Component,
+    Encoding,
+    PrivacyMeta,
+    TangentSchema,
+    Weighting,
+    payload_bytes,
+)
 from common.components.component import SHA256_PATTERN
 from common.data.inputs import DataSpec
 from common.federation.admission import PartitionRecord
@@ -133,6 +140,7 @@ class ComponentRecord(StrictModel):
     in_sum: bool = Field(False, description="included in the persisted running sum")
     encoding: Encoding = Field("float32", description="how Δ was uploaded and is stored")
     payload_bytes: int | None = Field(None, ge=0, description="bytes of Δ as uploaded")
+    privacy: PrivacyMeta | None = Field(None, description="DP-SGD accounting (None: no DP)")
 
     @field_validator("created_at", "added_at", "forgotten_at")
     @classmethod
@@ -168,6 +176,7 @@ class ComponentRecord(StrictModel):
             received_round=received_round,
             encoding=meta.encoding,
             payload_bytes=payload_bytes(component.payload),
+            privacy=meta.privacy,
         )
 
 

@@ -20,11 +20,12 @@ from server.registry.entities import (
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # v1 → v2: tombstones of silos forgotten on request (permanent forgetting); how each
-    # component was uploaded (encoding, bytes).
+    # component was uploaded (encoding, bytes); its DP-SGD accounting (JSON, NULL: no DP).
     2: (
         "CREATE TABLE IF NOT EXISTS tombstones (silo TEXT PRIMARY KEY, body TEXT NOT NULL)",
         "ALTER TABLE components ADD COLUMN encoding TEXT NOT NULL DEFAULT 'float32'",
         "ALTER TABLE components ADD COLUMN payload_bytes INTEGER",
+        "ALTER TABLE components ADD COLUMN privacy TEXT",
     ),
 }
 """Statements that bring a database from the previous schema version to the key's."""
@@ -84,6 +85,7 @@ def component_to_row(record: ComponentRecord) -> dict[str, Any]:
         added_at=ts(record.added_at),
         forgotten_at=ts(record.forgotten_at),
         in_sum=int(record.in_sum),
+        privacy=None if record.privacy is None else canonical_json(row["privacy"]),
     )
     return row
 
@@ -93,6 +95,7 @@ def component_from_row(row: sqlite3.Row) -> ComponentRecord:
     data["classes"] = tuple(json.loads(data["classes"]))
     data["metrics"] = json.loads(data["metrics"])
     data["in_sum"] = bool(data["in_sum"])
+    data["privacy"] = None if data.get("privacy") is None else json.loads(data["privacy"])
     return ComponentRecord.model_validate(data)
 
 

@@ -122,6 +122,7 @@ def test_a_schema_1_registry_is_upgraded_and_completed(root: Path) -> None:
         db.execute("DROP TABLE tombstones")
         db.execute("ALTER TABLE components DROP COLUMN encoding")
         db.execute("ALTER TABLE components DROP COLUMN payload_bytes")
+        db.execute("ALTER TABLE components DROP COLUMN privacy")
         db.execute("PRAGMA user_version = 1")
     with Registry.open_or_create(root, base=base, theta0=state, data=DATA) as registry:
         tombstone = registry.tombstone("silo-a")
