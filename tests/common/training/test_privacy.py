@@ -54,7 +54,9 @@ def _single_example_grads(
     return out
 
 
-@pytest.mark.parametrize(("path", "features"), [("dual", True), ("dual", False), ("jvp", True)])
+@pytest.mark.parametrize(
+    ("path", "features"), [("dual", True), ("dual", False), ("jvp", True), ("jvp", False)]
+)
 def test_per_example_gradients_equal_single_example_loss_gradients(
     init_base: MaterializedBase, path: str, features: bool
 ) -> None:
