@@ -341,6 +341,38 @@ def markdown(result: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def markdown_single(result: dict[str, object]) -> str:
+    """The table of one model measured alone (``--lite0-only``)."""
+    machine = result["machine"]
+    assert isinstance(machine, dict)
+    label = str(result["model"])
+    lines = [
+        f"# Tangent forward cost of {label} (`python -m bench.tangent_cost --lite0-only`)",
+        "",
+        f"Batch {result['batch']}, {result['image_size']} px grey images resized to "
+        f"{result.get('network_input_size')} in the network. 'tangent' is the dual-path engine "
+        "(TangentModel(path='dual')), 'jvp' the generic path (TangentModel(path='jvp'): "
+        "torch.func.jvp over functional_call; training takes the gradient as Jᵀg at θ0). "
+        f"Median of {result['reps']} interleaved repetitions after {result['warmup']} warm-up "
+        f"rounds. Machine: {machine['cpu_model']}, {machine['usable_cores']} cores, "
+        f"{machine['torch_threads']} torch threads, device {machine['device']}.",
+        "",
+        "| " + " | ".join(_HEADER) + " |",
+        "|" + "---|" * len(_HEADER),
+    ]
+    rows = []
+    for what, prefix, r, j, f in _ROWS:
+        paired = result[f"{prefix}paired_ratios"]
+        assert isinstance(paired, dict)
+        ratio, jvp, flops = (float(result[prefix + key]) for key in (r, j, f))  # type: ignore[arg-type]
+        meets = ratio <= 1.1 * flops and ratio <= jvp
+        rows.append(
+            f"| {label} | {what} | {ratio:.2f} | {jvp:.2f} | {flops:.2f} | {paired[r]:.2f} | "
+            f"{paired[j]:.2f} | {'yes' if meets else 'no'} |"
+        )
+    return "\n".join(lines + rows) + "\n"
+
+
 def _print_table(result: dict[str, object]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -371,8 +403,32 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
+    parser.add_argument(
+        "--lite0-only",
+        action="store_true",
+        help="EfficientNet-Lite0 alone (28 px resized to 64; batch --batch), written to "
+        "tangent_cost_lite0.{json,md}",
+    )
     args = parser.parse_args(argv)
     reps = max(10, args.reps if args.reps is not None else (10 if args.quick else 20))
+    if args.lite0_only:
+        dev = resolve_device(args.device)
+        lite = measure_model(
+            "efficientnet-lite0",
+            channels=1,
+            batch=args.batch,
+            size=28,
+            reps=reps,
+            warmup=1 if args.quick else 3,
+            device=dev,
+            input_size=64,
+        )
+        lite["machine"] = describe_machine(dev)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "tangent_cost_lite0.json").write_text(json.dumps(lite, indent=2) + "\n")
+        (args.out / "tangent_cost_lite0.md").write_text(markdown_single(lite))
+        print(json.dumps(lite, indent=2) if args.json else markdown_single(lite))
+        return
     result = run(
         batch=args.batch,
         size=args.size,
