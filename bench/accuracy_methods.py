@@ -6,6 +6,10 @@ training parts for the same number of epochs:
 
 * ``tmc`` / ``tmc_weighted``: tangent components (``train_tangent``) composed with
   ``compose(..., "uniform")`` / ``"num-examples"``: the product's own path;
+* ``tmc_int8``: those same components uploaded as ``upload-dtype int8`` (one scale a
+  tensor), composed from their exact decoding: what compression costs;
+* ``tmc_dp``: components trained with DP-SGD at ε = ``DP_EPSILON`` (δ = 1e-5, clip 1, σ
+  calibrated by each silo to its own N; ``common.training.privacy``): what privacy costs;
 * ``ensemble_softmax`` / ``ensemble_logit``: output average of non-linearly fine-tuned
   components (``finetune``), probabilities or logits;
 * ``soup``: uniform weight average of those same non-linear components;
@@ -31,6 +35,7 @@ from common.data import LabeledDataset, tensors
 from common.tangent import TangentModel
 from common.training import (
     OutputEnsemble,
+    PrivacyConfig,
     TrainConfig,
     finetune,
     predict_logits,
@@ -40,6 +45,8 @@ from common.training import (
 METHODS = (
     "tmc",
     "tmc_weighted",
+    "tmc_int8",
+    "tmc_dp",
     "ensemble_softmax",
     "ensemble_logit",
     "soup",
@@ -156,8 +163,25 @@ def tmc_checks(
     return checks
 
 
-SKIPPABLE = frozenset({"sequential", "paragon_tangent"})
-"""Methods a run may leave out (to save time: neither is a target of the benchmark)."""
+SKIPPABLE = frozenset({"sequential", "paragon_tangent", "tmc_dp"})
+"""Methods a run may leave out (to save time: none is a target of the benchmark)."""
+
+DP_EPSILON = 3.0
+"""The privacy budget of the ``tmc_dp`` row (the middle one of bench.privacy's 1, 3, 8)."""
+
+
+def int8_uploads(components: Sequence[Component]) -> list[Component]:
+    """The components as a silo with ``upload-dtype int8`` would upload them."""
+    return [
+        Component.encoded(c.delta, c.meta.model_copy(update={"encoding": "int8"}))
+        for c in components
+    ]
+
+
+def dp_config(config: TrainConfig, seed: int) -> TrainConfig:
+    """``config`` with DP-SGD at ε = DP_EPSILON; seeded noise: a benchmark, not a silo."""
+    privacy = PrivacyConfig(target_epsilon=DP_EPSILON, delta=1e-5, clip=1.0, noise_seed=seed)
+    return config.model_copy(update={"privacy": privacy})
 
 
 def run_in_process(
@@ -181,6 +205,14 @@ def run_in_process(
     out["tmc_weighted"] = _tangent_outputs(
         model, compose(components, "num-examples"), prepared, device
     )
+    out["tmc_int8"] = _tangent_outputs(
+        model, compose(int8_uploads(components), "uniform"), prepared, device
+    )
+    if "tmc_dp" not in skip:
+        private = silo_components(
+            model, prepared, prepared.train_parts, dp_config(config, prepared.scenario.seed)
+        )
+        out["tmc_dp"] = _tangent_outputs(model, compose(private, "uniform"), prepared, device)
     run.checks = tmc_checks(model, components, prepared, device)
     if "paragon_tangent" not in skip:
         paragon_delta, _ = train_tangent(model, prepared.pooled_train, config)

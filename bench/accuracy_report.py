@@ -14,6 +14,8 @@ from bench.plots import grouped_bars
 LABELS = {
     "tmc": "TMC",
     "tmc_weighted": "TMC (by examples)",
+    "tmc_int8": "TMC (int8 upload)",
+    "tmc_dp": "TMC (DP ε=3)",
     "ensemble_softmax": "ensemble (softmax)",
     "ensemble_logit": "ensemble (logit)",
     "soup": "soup",
@@ -303,7 +305,9 @@ def write_plots(results: Json, folder: Path, stem: str) -> list[Path]:
             values.append(100 * entry[part] if entry else math.nan)
         return values
 
-    shown = [m for m in METHODS if m not in ("tmc_weighted", "paragon_tangent")]
+    shown = [
+        m for m in METHODS if m not in ("tmc_weighted", "tmc_int8", "tmc_dp", "paragon_tangent")
+    ]
     shown = [m for m in shown if any(m in c["methods"] for c in results["configs"].values())]
     low = min(
         (v for m in shown for v in column(m, "accuracy", "mean") if not math.isnan(v)), default=0.0

@@ -30,6 +30,7 @@ from common.models.spec import (
     BaseModelSpec,
     FileWeights,
     InitWeights,
+    PackagedWeights,
     PretrainedWeights,
     TorchHubWeights,
     WeightsSpec,
@@ -67,7 +68,9 @@ class FederationConfig(StrictModel):
     public_classes: str = Field("", description="comma-separated; empty = all classes")
     # base model
     architecture: ArchitectureName = "small-cnn"
-    base_weights: str = Field("pretrained", description="pretrained | init | file:PATH | hub:NAME")
+    base_weights: str = Field(
+        "pretrained", description="pretrained | init | file:PATH | hub:NAME | packaged[:NAME]"
+    )
     tangent: str = Field("full", description="full | last-stage | all | comma-separated modules")
     # rounds
     rounds: int = Field(2, ge=1, le=100_000)
@@ -226,9 +229,11 @@ class FederationConfig(StrictModel):
             return FileWeights(path=Path(argument).expanduser())
         if kind == "hub" and argument:
             return TorchHubWeights(name=argument)
+        if kind == "packaged":
+            return PackagedWeights(name=argument or "imagenet")
         raise ConfigError(
             f"base-weights {self.base_weights!r} is not one of "
-            "pretrained, init, file:PATH, hub:NAME"
+            "pretrained, init, file:PATH, hub:NAME, packaged[:NAME]"
         )
 
     def tangent_scope(self) -> Literal["full", "last-stage", "all"] | tuple[str, ...]:
