@@ -1,7 +1,7 @@
 """Accuracy benchmark: TMC against the ensemble, the model soup, Flower's FedAvg, sequential
 fine-tuning and the paragon, under the fairness protocol of design/benchmarks.md.
 
-    python -m bench.accuracy --quick            # about 10 minutes on 2 CPU cores
+    python -m bench.accuracy --quick            # about 20 minutes on 2 CPU cores
     python -m bench.accuracy                    # full mode: hours on 2 CPU cores
     python -m bench.accuracy --quick --json     # {"<split>-<silos>": {"tmc": acc, ...}, ...}
     python -m bench.accuracy --base lite0       # the strong pre-trained backbone (mnist5k)
@@ -137,6 +137,7 @@ def _run_benchmark(settings: Settings, cache: ResultCache) -> Json:
     scenarios, skipped = settings.scenarios()
     runs: dict[Scenario, dict[float, LrRun]] = {s: {} for s in scenarios}
     total = len(scenarios) * len(settings.lrs)
+    cached_in_process = 0
     for index, (scenario, lr) in enumerate(
         ((s, lr) for s in scenarios for lr in settings.lrs), start=1
     ):
@@ -151,6 +152,7 @@ def _run_benchmark(settings: Settings, cache: ResultCache) -> Json:
             **({"skip": ",".join(sorted(settings.skip))} if settings.skip else {}),
         )
         run = cache.get(key, LrRun)
+        cached_in_process += run is not None
         if run is None:
             run = run_in_process(
                 prepare(scenario),
@@ -167,8 +169,8 @@ def _run_benchmark(settings: Settings, cache: ResultCache) -> Json:
             f"tmc val {_val(run, scenario, 'tmc'):.3f} ({run.seconds:.0f} s)"
         )
     in_process_seconds = time.perf_counter() - start
-    if settings.fedavg:
-        _fedavg(settings, runs, cache)
+    skipped += method_skips(runs)
+    cached_fedavg = _fedavg(settings, runs, cache) if settings.fedavg else 0
     fedavg_seconds = time.perf_counter() - start - in_process_seconds
 
     configs: dict[str, Json] = {}
@@ -195,6 +197,16 @@ def _run_benchmark(settings: Settings, cache: ResultCache) -> Json:
             "in_process": round(in_process_seconds, 1),
             "fedavg_simulation": round(fedavg_seconds, 1),
         },
+        # With --cache, the durations are this process's: say how much it did not compute.
+        "from_cache": {
+            "in_process": cached_in_process,
+            "in_process_of": total,
+            "in_process_computed_s": round(
+                sum(r.seconds for b in runs.values() for r in b.values()), 1
+            ),
+            "fedavg": cached_fedavg,
+            "fedavg_of": total if settings.fedavg else 0,
+        },
     }
     if settings.simulate_check and scenarios:
         check = next((s for s in scenarios if s.split == "class"), scenarios[0])
@@ -208,6 +220,20 @@ def _run_benchmark(settings: Settings, cache: ResultCache) -> Json:
     return results
 
 
+def method_skips(runs: dict[Scenario, dict[float, LrRun]]) -> list[str]:
+    """One line per configuration and method left out of it, with the first reason (the
+    report's rows for that method show "–" there)."""
+    reasons: dict[tuple[str, str], str] = {}
+    for scenario, by_lr in runs.items():
+        for lr, run in by_lr.items():
+            for method, why in run.skipped.items():
+                reasons.setdefault(
+                    (scenario.config_key, method),
+                    f"{method} in {scenario.config_key} (seed {scenario.seed}, lr {lr:g}): {why}",
+                )
+    return list(reasons.values())
+
+
 def _val(run: LrRun, scenario: Scenario, method: str) -> float:
     labels = torch.from_numpy(prepare(scenario).validation.targets.copy())
     logits = run.outputs[method].validation
@@ -216,7 +242,10 @@ def _val(run: LrRun, scenario: Scenario, method: str) -> float:
 
 def _fedavg(
     settings: Settings, runs: dict[Scenario, dict[float, LrRun]], cache: ResultCache
-) -> None:
+) -> int:
+    """Runs (or reads from the cache) every FedAvg job into ``runs``; returns how many were
+    read from the cache."""
+
     def key(job: FedAvgJob) -> str:
         return cache.key(
             "fedavg",
@@ -257,6 +286,7 @@ def _fedavg(
     )
     for job, outputs in finished.items():
         runs[job.scenario][job.lr].outputs["fedavg"] = outputs
+    return len(jobs) - len(todo)
 
 
 def write_results(results: Json, folder: Path) -> list[Path]:
@@ -288,7 +318,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="the few-minute configuration")
+    parser.add_argument(
+        "--quick", action="store_true", help="the quick configuration (about 20 minutes on 2 cores)"
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (quick 2, full 3)")
     parser.add_argument(

@@ -290,6 +290,16 @@ def markdown(results: Json, plots: Sequence[str], *, tables_only: bool = False) 
         " at the end (other jobs shared the cores).",
         "",
     ]
+    cached = results.get("from_cache", {})
+    if cached.get("in_process") or cached.get("fedavg"):
+        out += [
+            f"Read from the cache (`--cache`): {cached['in_process']} of "
+            f"{cached['in_process_of']} in-process runs and {cached['fedavg']} of "
+            f"{cached['fedavg_of']} FedAvg runs, so the durations above are this process's, "
+            f"not the computation's; the in-process runs took "
+            f"{cached['in_process_computed_s']:.0f} s when they were computed.",
+            "",
+        ]
     out += [f"![{name}]({name})" for name in plots]
     return "\n".join(out) + "\n"
 

@@ -13,9 +13,16 @@ import pytest
 import torch
 from flwr.supercore.task_identity import TaskIdentity
 
-from bench.accuracy import Settings, parse_args, run_benchmark, settings_for, write_results
+from bench.accuracy import (
+    Settings,
+    method_skips,
+    parse_args,
+    run_benchmark,
+    settings_for,
+    write_results,
+)
 from bench.accuracy_fedavg import FedAvgJob, make_client_app, make_server_app
-from bench.accuracy_methods import METHODS, Outputs
+from bench.accuracy_methods import METHODS, LrRun, Outputs
 from bench.accuracy_report import json_summary
 from bench.accuracy_setup import Scenario, carve_validation, prepare
 from common.threads import torch_threads
@@ -118,3 +125,16 @@ def test_cli_modes() -> None:
         "half:class-20: a class split needs a class per silo",
     ]
     assert len(scenarios) == 2 * 8 * 4
+
+
+def test_methods_a_configuration_could_not_run_are_reported_with_why() -> None:
+    scenario = Scenario(split="dirichlet:0.5", num_silos=10, seed=1)
+    runs = {
+        scenario: {
+            3e-4: LrRun(lr=3e-4, skipped={"tmc_dp": "batch-size 32 ≥ this silo's 21 examples"}),
+            1e-3: LrRun(lr=1e-3, skipped={"tmc_dp": "batch-size 32 ≥ this silo's 21 examples"}),
+        }
+    }
+    assert method_skips(runs) == [
+        "tmc_dp in dirichlet:0.5-10 (seed 1, lr 0.0003): batch-size 32 ≥ this silo's 21 examples"
+    ]
