@@ -149,8 +149,9 @@ def check(start: SiloStart) -> None:
         folder = scan_silo_folder(start.data, test_fraction=start.test_fraction or 0.0)
         if not folder.train.files:
             raise ConfigError(
-                f"{start.data} holds no training images (expected <class>/<image> or "
-                "train/<class>/<image>, e.g. .png or .jpg files)"
+                f"{start.data} holds no training images (expected <class>/<image>, "
+                "train/<class>/<image> or increments/<name>/<class>/<image>, e.g. .png or "
+                ".jpg files)"
             )
     if start.root_certificates is not None:
         pem = _readable_file(start.root_certificates, "root certificate file")
@@ -218,8 +219,9 @@ def start_command(  # noqa: PLR0917 - typer options
     data: Annotated[
         Path,
         typer.Option(
-            help="the silo's images: DIR/<class>/<image> or DIR/train/<class>/ (+ DIR/test/), "
-            "or a folder written by `tmc data export`"
+            help="the silo's images: DIR/<class>/<image> or DIR/train/<class>/ (+ DIR/test/); "
+            "DIR/increments/<name>/<class>/ for data that grow (one increment per sub-folder, "
+            "in name order); or a folder written by `tmc data export`"
         ),
     ],
     root_certificates: Annotated[

@@ -5,7 +5,8 @@ Three sources, all read in the federation's label space (class names mapped by n
 input spec, which the server sends with every message:
 
 - a plain image folder on the node's disk (``data-path`` without ``silo.json``: the silo's
-  own data, see ``common.data.silo_folder``), one increment;
+  own data, see ``common.data.silo_folder``), one increment, or one per sub-folder of
+  its ``increments/``;
 - a silo folder written by ``tmc data export`` (``data-path`` with ``silo.json``);
 - a silo of the federation's partition of a dataset (simulation: ``partition-id``).
 
@@ -152,7 +153,7 @@ def _from_folder(settings: NodeSettings, data: DataSpec) -> SiloSource:
         )
     folder = scan_silo_folder(settings.data_path, test_fraction=settings.test_fraction)
     counts = folder.train.counts(len(folder.class_names))
-    train_set, test = folder.datasets(data)
+    increments = folder.increment_sets(data)
     return _finish(
         settings.silo_id,
         "image-folder",
@@ -160,8 +161,8 @@ def _from_folder(settings: NodeSettings, data: DataSpec) -> SiloSource:
         class_names=folder.class_names,
         class_counts=counts,
         channels=folder.channels,
-        increments=(train_set,) if len(train_set) else (),
-        test=test,
+        increments=increments if any(len(part) for part in increments) else (),
+        test=folder.test_set(data),
     )
 
 

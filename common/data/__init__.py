@@ -25,7 +25,13 @@ from common.data.silo_dir import (
     export_silo,
     load_silo_dir,
 )
-from common.data.silo_folder import SiloFolder, is_silo_folder, scan_silo_folder
+from common.data.silo_folder import (
+    INCREMENTS_DIR,
+    FolderIncrement,
+    SiloFolder,
+    is_silo_folder,
+    scan_silo_folder,
+)
 from common.data.spec import DatasetName, DatasetSpec, PartitionSpec, SplitSpec
 from common.data.splits import (
     label_histogram,
@@ -39,12 +45,14 @@ from common.data.torchvision_sources import UInt8ImageDataset, load_cifar
 __all__ = [
     "DATA_FILE",
     "DIGITS_TEST_SIZE",
+    "INCREMENTS_DIR",
     "MANIFEST_FILE",
     "MNIST5K_TEST_SIZE",
     "DataSpec",
     "DatasetName",
     "DatasetSpec",
     "FederatedPartition",
+    "FolderIncrement",
     "ImageFolderDataset",
     "InMemoryDataset",
     "InputSpec",

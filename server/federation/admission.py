@@ -54,7 +54,9 @@ def refusal(registry: Registry, data: DataSpec, hello: Hello) -> str | None:
                 f"the data of increment {increment} are not those its component was trained "
                 f"on (fingerprint {stated[increment][:12]}…, recorded {fingerprint[:12]}…): "
                 "the silo's data changed or were cut with other settings; forget the silo "
-                "and readmit it to contribute its new data"
+                "and readmit it to contribute its new data, or leave contributed data as they "
+                "were and add new images as a new increment (an image folder's "
+                "increments/<name>/, named to sort after the others)"
             )
     return None
 

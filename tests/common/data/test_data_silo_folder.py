@@ -26,8 +26,8 @@ def test_flat_folder_is_mapped_onto_the_federation_by_class_name(tmp_path: Path)
     folder = scan_silo_folder(tmp_path / "silo")
     assert folder.class_names == ("cat", "dog")  # the silo's own order
     assert folder.channels == (3,)
-    train, test = folder.datasets(FEDERATION)
-    assert test is None
+    (train,) = folder.increment_sets(FEDERATION)
+    assert folder.test_set(FEDERATION) is None
     assert train.classes == list(FEDERATION.classes)
     assert sorted(train.targets.tolist()) == [1, 1, 2, 2, 2]  # cat=1, dog=2 federation-wide
     image, label = train[0]
@@ -39,7 +39,7 @@ def test_train_and_test_folders_and_a_held_out_fraction(tmp_path: Path) -> None:
     write_images(tmp_path / "split" / "train", {"fish": 4, "bird": 4})
     write_images(tmp_path / "split" / "test", {"bird": 1})
     folder = scan_silo_folder(tmp_path / "split")
-    train, test = folder.datasets(FEDERATION)
+    (train,), test = folder.increment_sets(FEDERATION), folder.test_set(FEDERATION)
     assert (len(train), len(test or [])) == (8, 1)
     assert test is not None
     assert test.targets.tolist() == [0]
@@ -95,15 +95,70 @@ def test_problems_name_unknown_classes_and_empty_silos() -> None:
 
 def test_the_fingerprint_changes_when_the_files_do(tmp_path: Path) -> None:
     write_images(tmp_path / "silo", {"cat": 2, "dog": 2})
-    before, _ = scan_silo_folder(tmp_path / "silo").datasets(FEDERATION)
+    (before,) = scan_silo_folder(tmp_path / "silo").increment_sets(FEDERATION)
     moved = tmp_path / "elsewhere"
     (tmp_path / "silo").rename(moved)
     moved.rename(tmp_path / "silo")
-    same, _ = scan_silo_folder(tmp_path / "silo").datasets(FEDERATION)
+    (same,) = scan_silo_folder(tmp_path / "silo").increment_sets(FEDERATION)
     assert fingerprint(same) == fingerprint(before)
     write_images(tmp_path / "silo", {"cat": 3}, seed=9)  # one more cat, the others rewritten
-    after, _ = scan_silo_folder(tmp_path / "silo").datasets(FEDERATION)
+    (after,) = scan_silo_folder(tmp_path / "silo").increment_sets(FEDERATION)
     assert fingerprint(after) != fingerprint(before)
+
+
+def test_increment_folders_grow_without_changing_what_was_contributed(tmp_path: Path) -> None:
+    root = tmp_path / "silo"
+    write_images(root / "increments" / "2026-01", {"cat": 4, "dog": 4})
+    write_images(root / "test", {"cat": 1})
+    first = scan_silo_folder(root)
+    assert [inc.name for inc in first.increments] == ["2026-01"]
+    (jan,) = first.increment_sets(FEDERATION)
+    assert sorted(jan.targets.tolist()) == [1] * 4 + [2] * 4
+    test = first.test_set(FEDERATION)
+    assert test is not None
+    assert test.targets.tolist() == [1]
+
+    # A new month arrives, with a class the silo had not seen: a second increment.
+    write_images(root / "increments" / "2026-02", {"bird": 3, "cat": 2}, seed=5)
+    grown = scan_silo_folder(root)
+    assert [inc.name for inc in grown.increments] == ["2026-01", "2026-02"]
+    assert grown.class_names == ("bird", "cat", "dog")
+    jan_again, feb = grown.increment_sets(FEDERATION)
+    assert fingerprint(jan_again) == fingerprint(jan), "a new increment leaves the old one"
+    assert sorted(feb.targets.tolist()) == [0, 0, 0, 1, 1]
+    assert grown.train.counts(3) == (3, 6, 4)
+    assert grown.digest != first.digest  # the folder as a whole did change
+
+    # Changing a contributed increment changes its fingerprint (the server then refuses).
+    write_images(root / "increments" / "2026-01", {"dog": 5}, seed=7)
+    changed, _ = scan_silo_folder(root).increment_sets(FEDERATION)
+    assert fingerprint(changed) != fingerprint(jan)
+
+
+def test_held_out_images_are_chosen_per_increment(tmp_path: Path) -> None:
+    root = tmp_path / "silo"
+    write_images(root / "increments" / "a", {"cat": 10})
+    held = scan_silo_folder(root, test_fraction=0.2)
+    write_images(root / "increments" / "b", {"cat": 10}, seed=3)
+    grown = scan_silo_folder(root, test_fraction=0.2)
+    assert set(held.test.files) < set(grown.test.files), "the first increment's split stays"
+    assert len(grown.test.files) == 4
+    assert grown.increments[0].train == held.increments[0].train
+    assert not set(grown.train.files) & set(grown.test.files)
+
+
+def test_bad_increment_layouts_are_data_errors(tmp_path: Path) -> None:
+    write_images(tmp_path / "both" / "increments" / "a", {"cat": 1})
+    write_images(tmp_path / "both" / "train", {"cat": 1})
+    with pytest.raises(DataError, match="both increments/ and train/"):
+        scan_silo_folder(tmp_path / "both")
+    (tmp_path / "none" / "increments").mkdir(parents=True)
+    with pytest.raises(DataError, match="no increment folders"):
+        scan_silo_folder(tmp_path / "none")
+    write_images(tmp_path / "empty" / "increments" / "a", {"cat": 1})
+    (tmp_path / "empty" / "increments" / "b" / "cat").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"increment folder .*b holds no images"):
+        scan_silo_folder(tmp_path / "empty")
 
 
 def test_bad_folders_are_data_errors(tmp_path: Path) -> None:

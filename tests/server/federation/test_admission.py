@@ -148,6 +148,38 @@ def test_a_silo_whose_data_changed_is_refused(
     assert "the data of increment 0 are not those its component was trained on" in refusal.reason
 
 
+def test_a_folder_that_grows_by_increments_adds_components(
+    tmp_path: Path, image_base: MaterializedBase
+) -> None:
+    """Continual learning on a silo's own data: each new sub-folder of increments/ is
+    learnt by a new component in the next round; the earlier one stays as it was."""
+    config = _config(tmp_path)
+    root = tmp_path / "hospital" / "increments"
+    write_images(root / "2026-01", {"cat": 3, "dog": 3}, seed=1)
+    silos = {"silo-a": root.parent}
+    first = _run(config, _grid(config, tmp_path, silos), image_base)
+    assert first.accepted_silos == ("silo-a",)
+    with Registry.open(config.registry_path) as registry:
+        (january,) = registry.list_components()
+
+    write_images(root / "2026-02", {"bird": 3}, seed=2)
+    second = _run(config, _grid(config, tmp_path, silos), image_base)
+    assert second.accepted_silos == ("silo-a",)
+    with Registry.open(config.registry_path) as registry:
+        by_increment = {r.increment: r for r in registry.list_components()}
+        assert sorted(by_increment) == [0, 1]
+        assert by_increment[0].id == january.id  # untouched
+        assert by_increment[1].classes == (0,)  # bird, learnt from February alone
+        assert registry.verify().ok
+
+    # An increment slipped in before the others shifts them: refused, saying how to add data.
+    write_images(root / "2025-12", {"fish": 2}, seed=3)
+    third = _run(config, _grid(config, tmp_path, silos), image_base)
+    (refusal,) = third.rejected
+    assert "the data of increment 0 are not those" in refusal.reason
+    assert "named to sort after the others" in refusal.reason
+
+
 def test_a_silo_exported_with_other_settings_is_refused(
     tmp_path: Path, digits_base: MaterializedBase
 ) -> None:
