@@ -47,6 +47,7 @@ from common.training import evaluate
 from server.federation.admission import refusal
 from server.federation.history import Rejection, RoundSummary, append_round, read_history
 from server.federation.identity import SiloDirectory
+from server.federation.privacy_policy import privacy_refusal
 from server.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -301,6 +302,8 @@ class Federation:
                         f"component is for round {meta.round} increment {meta.increment}, "
                         f"the server asked round {number} increment {plan[node]}"
                     )
+                if problem := privacy_refusal(self.config.privacy_config(), meta.privacy):
+                    raise ProtocolError(problem)
                 record = self.registry.add(
                     component, actor=f"silo:{silo}", expected_silo=silo, round=number
                 )
