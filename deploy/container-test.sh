@@ -326,6 +326,10 @@ compose up -d --no-build silo-0 silo-1 silo-2 >"$WORK/up-silos.log" 2>&1 \
 online() { [[ $(tmc nodes list --json | python3 -c 'import json,sys; print(sum(n["status"] == "online" for n in json.load(sys.stdin)["nodes"]))') == 3 ]]; }
 wait_for 180 "3 silo nodes online" online || { logs_of silo-0 silo-1 silo-2; fail "the silos did not come online"; }
 tmc nodes list
+for s in silo-0 silo-1 silo-2; do  # the SuperNode's own gRPC health service, as compose checks it
+    wait_for 60 "$s healthy (its SuperNode's health server)" podman healthcheck run "$(container "$s")" \
+        || { logs_of "$s"; fail "$s did not become healthy"; }
+done
 
 # -- 7. two rounds ----------------------------------------------------------------------
 say "flwr run: 2 rounds, $EPOCHS epochs, authenticated silos"
