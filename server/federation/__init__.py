@@ -8,7 +8,6 @@ from server.federation.continuation import (
 )
 from server.federation.history import RoundSummary, read_history
 from server.federation.identity import SiloDirectory
-from server.federation.privacy_policy import privacy_refusal
 from server.federation.rounds import Federation
 from server.federation.simulation import simulate
 
@@ -20,7 +19,6 @@ __all__ = [
     "check_continuation",
     "continuation_problems",
     "make_server_app",
-    "privacy_refusal",
     "read_history",
     "recorded_increments",
     "run_federation",

@@ -20,7 +20,7 @@ from common.models import BaseModelSpec, MaterializedBase, from_theta0, material
 from server.federation.history import RoundSummary
 from server.federation.logs import stream_project_logs
 from server.federation.rounds import Federation
-from server.registry import BaseRecord, Registry
+from server.registry import BaseRecord, PrivacyFloor, Registry
 from server.registry.sqlite import DB_FILENAME
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ def run_federation(
         max_norm=config.max_norm,
         theta0=base.theta0(),
         data=data,
+        privacy=PrivacyFloor.of(config.privacy_config()),
     ) as registry:
         federation = Federation(
             grid,

@@ -13,7 +13,7 @@ import json
 from common.data import DataSpec, load_dataset
 from common.federation import PartitionRecord
 from common.federation.config import FederationConfig
-from server.registry import Registry, RegistryMismatchError
+from server.registry import PrivacyFloor, Registry, RegistryMismatchError
 from server.registry.admission import spec_differences
 from server.registry.sqlite import DB_FILENAME
 
@@ -65,6 +65,10 @@ def continuation_problems(config: FederationConfig, data: DataSpec) -> list[str]
         problems.append(f"weighting: {settings.weighting!r} vs {config.weighting!r}")
     if settings.max_norm != config.max_norm:
         problems.append(f"max-norm: {settings.max_norm!r} vs {config.max_norm!r}")
+    if settings.privacy is not None:
+        asked = PrivacyFloor.of(config.privacy_config())
+        looser = ["no DP settings"] if asked is None else asked.looser_than(settings.privacy)
+        problems += [f"privacy: {settings.privacy.describe()} required, {x}" for x in looser]
     return problems
 
 

@@ -47,8 +47,7 @@ from common.training import evaluate
 from server.federation.admission import refusal
 from server.federation.history import Rejection, RoundSummary, append_round, read_history
 from server.federation.identity import SiloDirectory
-from server.federation.privacy_policy import privacy_refusal
-from server.registry import Registry
+from server.registry import PrivacyFloor, Registry, privacy_refusal
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +301,9 @@ class Federation:
                         f"component is for round {meta.round} increment {meta.increment}, "
                         f"the server asked round {number} increment {plan[node]}"
                     )
-                if problem := privacy_refusal(self.config.privacy_config(), meta.privacy):
+                if problem := privacy_refusal(
+                    PrivacyFloor.of(self.config.privacy_config()), meta.privacy
+                ):
                     raise ProtocolError(problem)
                 record = self.registry.add(
                     component, actor=f"silo:{silo}", expected_silo=silo, round=number

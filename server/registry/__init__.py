@@ -25,6 +25,7 @@ from server.registry.errors import (
     ForgottenComponentError,
     ForgottenSiloError,
     MissingBlobError,
+    PrivacyFloorError,
     RegistryClosedError,
     RegistryExistsError,
     RegistryIncompleteError,
@@ -41,12 +42,14 @@ from server.registry.exporting import (
 )
 from server.registry.memory import MemoryMetadataStore
 from server.registry.model_file import model_bytes, model_metadata
+from server.registry.privacy import RELATIVE_TOLERANCE, PrivacyFloor, privacy_refusal
 from server.registry.registry import Registry
 from server.registry.sqlite import SQLiteMetadataStore
 from server.registry.store import MetadataStore
 
 __all__ = [
     "COMPOSITION_KEY",
+    "RELATIVE_TOLERANCE",
     "AuditAction",
     "AuditEvent",
     "AuditFormat",
@@ -62,6 +65,8 @@ __all__ = [
     "MissingBlobError",
     "ModelVersion",
     "PartitionRecord",
+    "PrivacyFloor",
+    "PrivacyFloorError",
     "Registry",
     "RegistryClosedError",
     "RegistryExistsError",
@@ -81,5 +86,6 @@ __all__ = [
     "composition_bytes",
     "model_bytes",
     "model_metadata",
+    "privacy_refusal",
     "read_composition",
 ]

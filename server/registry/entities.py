@@ -25,6 +25,7 @@ from common.components.component import SHA256_PATTERN
 from common.data.inputs import DataSpec
 from common.federation.admission import PartitionRecord
 from common.schema import StrictModel
+from server.registry.privacy import PrivacyFloor
 
 if TYPE_CHECKING:
     from common.models import MaterializedBase
@@ -114,6 +115,9 @@ class RegistrySettings(StrictModel):
     max_norm: float | None = Field(None, gt=0, allow_inf_nan=False)
     data: DataSpec | None = Field(None, description="None only in registries made before v2")
     partition: PartitionRecord | None = None
+    privacy: PrivacyFloor | None = Field(
+        None, description="what every component must state (from the creating run's DP settings)"
+    )
     created_at: datetime = Field(default_factory=utc_now)
 
 

@@ -31,6 +31,10 @@ class ForgottenSiloError(RegistryError):
     readmits the silo. The message is the refusal: "forgotten on <date>: <reason>"."""
 
 
+class PrivacyFloorError(RegistryError):
+    """A component does not state the privacy the registry requires of every component."""
+
+
 class RegistryLockedError(RegistryError):
     """Another process held the registry's write lock for longer than the busy timeout."""
 

@@ -51,11 +51,13 @@ from server.registry.entities import (
 from server.registry.errors import (
     ForgottenComponentError,
     ForgottenSiloError,
+    PrivacyFloorError,
     RegistryExistsError,
     RegistryIncompleteError,
 )
 from server.registry.maintenance import run_recover, run_verify
 from server.registry.memory import MemoryMetadataStore
+from server.registry.privacy import PrivacyFloor, privacy_refusal
 from server.registry.sqlite import DB_FILENAME, SQLiteMetadataStore
 from server.registry.store import MetadataStore
 from server.registry.summing import Garbage
@@ -87,17 +89,19 @@ class Registry(AdmissionMixin):
         busy_timeout_s: float = 60.0,
         theta0: Mapping[str, torch.Tensor] | None = None,
         data: DataSpec | None = None,
+        privacy: PrivacyFloor | None = None,
     ) -> Registry:
         """A new, empty registry at ``root`` (created owner-only). ``theta0`` (the base's
         tensors, checked against its hash) is stored with it, so that the registry alone
-        rebuilds the model; ``data`` is the federation's label space and input spec."""
+        rebuilds the model; ``data`` is the federation's label space and input spec;
+        ``privacy`` what every component must state, for good."""
         root = Path(root)
         present = [name for name in _LAYOUT if (root / name).exists()]
         if present:
             raise RegistryExistsError(f"{root} already holds a registry ({', '.join(present)})")
         try:
             settings = RegistrySettings(
-                base=base, weighting=weighting, max_norm=max_norm, data=data
+                base=base, weighting=weighting, max_norm=max_norm, data=data, privacy=privacy
             )
         except ValidationError as exc:
             raise ConfigError(f"invalid registry settings: {exc}") from exc
@@ -129,6 +133,7 @@ class Registry(AdmissionMixin):
                     "theta0_stored": theta0 is not None,
                     "classes": list(data.classes) if data is not None else None,
                     "input": data.input.model_dump(mode="json") if data is not None else None,
+                    "privacy": privacy.model_dump(mode="json") if privacy is not None else None,
                 },
                 hashes={"base": base.sha256},
             )
@@ -170,9 +175,11 @@ class Registry(AdmissionMixin):
         busy_timeout_s: float = 60.0,
         theta0: Mapping[str, torch.Tensor] | None = None,
         data: DataSpec | None = None,
+        privacy: PrivacyFloor | None = None,
     ) -> Registry:
         """Open the registry at ``root`` if there is one (it must hold the same base,
-        weighting, norm bound and data spec), else create it. A memory registry is always
+        weighting, norm bound and data spec, and ``privacy`` must be at least as strict as
+        the registry's), else create it. A memory registry is always
         new. An older registry that lacks θ0 or the data spec gets them (audited)."""
         root = Path(root)
         if store != "sqlite" or not (root / DB_FILENAME).exists():
@@ -187,6 +194,7 @@ class Registry(AdmissionMixin):
                     busy_timeout_s=busy_timeout_s,
                     theta0=theta0,
                     data=data,
+                    privacy=privacy,
                 )
             except RegistryExistsError:
                 if store != "sqlite" or not (root / DB_FILENAME).exists():
@@ -194,7 +202,7 @@ class Registry(AdmissionMixin):
                 # Another process created it first: open theirs.
         registry = cls._open_when_ready(root, actor, busy_timeout_s)
         try:
-            registry._check_matches(base, weighting, max_norm, data)
+            registry._check_matches(base, weighting, max_norm, data, privacy)
             registry._complete(theta0, data, actor)
         except BaseException:
             registry.close()
@@ -252,6 +260,8 @@ class Registry(AdmissionMixin):
             expected_silo=expected_silo,
         )
         self._composer.check_composable(component)
+        if reason := privacy_refusal(self._settings.privacy, component.meta.privacy):
+            raise PrivacyFloorError(f"this registry's privacy floor refuses it: {reason}")
         data = component_to_bytes(component)  # outside the lock: CPU only
         with self._writing():
             buried = self._store.get_tombstone(component.meta.silo)

@@ -14,7 +14,7 @@ from common.federation.config import FederationConfig
 from server.cli import app
 from server.federation import continuation_problems, recorded_increments
 from server.federation.continuation import simulated_partition
-from server.registry import BaseRecord, Registry
+from server.registry import BaseRecord, PrivacyFloor, Registry
 
 runner = CliRunner()
 
@@ -108,3 +108,23 @@ def test_public_fraction_zero_is_honoured_or_refused(tmp_path: Path) -> None:
     init = FederationConfig.from_run_config({"public-fraction": 0.0, "base-weights": "init"})
     assert init.partition_spec().public_fraction == 0.0
     assert init.base_spec().weights.kind == "init"
+
+
+def test_a_private_registry_is_continued_only_as_privately(tmp_path: Path) -> None:
+    private = _config(tmp_path / "private", **{"dp-epsilon": 3.0})
+    data = private.data_spec()
+    spec = private.base_spec(data)
+    base = BaseRecord(spec_json=spec.canonical_json(), sha256="0" * 64, shapes={"fc.bias": (10,)})
+    floor = PrivacyFloor.of(private.privacy_config())
+    with Registry.create(
+        private.registry_path, base=base, max_norm=private.max_norm, data=data, privacy=floor
+    ):
+        pass
+    root = private.registry_path
+    assert continuation_problems(_config(root, **{"dp-epsilon": 2.0}), data) == []
+    assert continuation_problems(_config(root), data) == [
+        "privacy: DP-SGD with ε ≤ 3, δ ≤ 1e-05 required, no DP settings"
+    ]
+    assert continuation_problems(_config(root, **{"dp-epsilon": 8.0}), data) == [
+        "privacy: DP-SGD with ε ≤ 3, δ ≤ 1e-05 required, dp-epsilon 8 vs at most 3"
+    ]

@@ -1,0 +1,114 @@
+"""Whether a component's stated privacy meets a requirement, and adds up.
+
+A silo's ε is a claim: the server cannot see how the silo trained. It can check two things
+before the component enters the registry (Abadi et al. 2016 give ε as a function of the
+mechanism's parameters alone, so anyone can recompute it):
+
+- **the requirement** (:class:`PrivacyFloor`): of the run (``dp-epsilon`` or
+  ``dp-noise-multiplier``), and of the registry, which keeps the one it was created with
+  for good. Only components that state DP-SGD at that ε (or below) and δ (or below), or
+  that σ (or above), get in. A node running an older client that ignores the DP settings,
+  or a later run without them, would otherwise slip a non-private component into a
+  federation that promised its silos a bound;
+- **consistency**: the stated ε is not below what the stated σ, q, steps and δ give under
+  the RDP accountant (the one the silos use, ``common.training.accounting``).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from common.components import PrivacyMeta
+from common.schema import StrictModel
+from common.training import PrivacyConfig
+from common.training.accounting import epsilon
+
+RELATIVE_TOLERANCE = 1e-3
+"""Slack for ε computed by another version of the accountant (its numerics move the last
+digits, not the guarantee)."""
+
+
+class PrivacyFloor(StrictModel):
+    """What every component must state: DP-SGD with ε ≤ ``epsilon`` and/or σ ≥
+    ``noise_multiplier``, and δ ≤ ``delta``."""
+
+    epsilon: float | None = Field(None, gt=0.0, le=1e4, allow_inf_nan=False)
+    delta: float = Field(gt=0.0, lt=1.0, allow_inf_nan=False)
+    noise_multiplier: float | None = Field(None, gt=0.0, le=1e6, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _bounds_something(self) -> PrivacyFloor:
+        if self.epsilon is None and self.noise_multiplier is None:
+            raise ValueError("a privacy floor needs an epsilon or a noise multiplier")
+        return self
+
+    @classmethod
+    def of(cls, config: PrivacyConfig | None) -> PrivacyFloor | None:
+        """The floor a run's DP settings set (None when it asks for no DP)."""
+        if config is None:
+            return None
+        return cls(
+            epsilon=config.target_epsilon,
+            delta=config.delta,
+            noise_multiplier=config.noise_multiplier,
+        )
+
+    def describe(self) -> str:
+        parts = [f"ε ≤ {self.epsilon:g}"] if self.epsilon is not None else []
+        if self.noise_multiplier is not None:
+            parts.append(f"σ ≥ {self.noise_multiplier:g}")
+        return "DP-SGD with " + ", ".join([*parts, f"δ ≤ {self.delta:g}"])
+
+    def looser_than(self, floor: PrivacyFloor) -> list[str]:
+        """How this floor lets in what ``floor`` would not (empty when it is as strict)."""
+        found = []
+        if floor.epsilon is not None and (self.epsilon is None or self.epsilon > floor.epsilon):
+            found.append(f"dp-epsilon {_or_unset(self.epsilon)} vs at most {floor.epsilon:g}")
+        if self.delta > floor.delta:
+            found.append(f"dp-delta {self.delta:g} vs at most {floor.delta:g}")
+        sigma = floor.noise_multiplier
+        if sigma is not None and (self.noise_multiplier or 0.0) < sigma:
+            found.append(
+                f"dp-noise-multiplier {_or_unset(self.noise_multiplier)} vs at least {sigma:g}"
+            )
+        return found
+
+
+def _or_unset(value: float | None) -> str:
+    return "unset" if value is None else f"{value:g}"
+
+
+def privacy_refusal(asked: PrivacyFloor | None, stated: PrivacyMeta | None) -> str | None:
+    """Why a component stating ``stated`` does not meet ``asked`` (``None``: nothing is
+    asked), or ``None`` when it does."""
+    if stated is not None:
+        implied = epsilon(stated.noise_multiplier, stated.sampling_rate, stated.steps, stated.delta)
+        if stated.epsilon < implied * (1.0 - RELATIVE_TOLERANCE):
+            return (
+                f"the component states ε = {stated.epsilon:.4g}, but its own DP-SGD parameters "
+                f"(σ {stated.noise_multiplier:.4g}, q {stated.sampling_rate:.4g}, "
+                f"{stated.steps} steps, δ {stated.delta:g}) give ε = {implied:.4g}: its privacy "
+                "claim does not add up"
+            )
+    if asked is None:
+        return None
+    if stated is None:
+        return (
+            f"{asked.describe()} is required, but the component states no privacy: the silo "
+            "trained without DP (an outdated client or a node configured by hand), so it is "
+            "not let into a private federation"
+        )
+    limit = asked.epsilon
+    if limit is not None and stated.epsilon > limit * (1.0 + RELATIVE_TOLERANCE):
+        return f"the component states ε = {stated.epsilon:.4g}, above the required {limit:g}"
+    if stated.delta > asked.delta:
+        return f"the component states δ = {stated.delta:g}, above the required {asked.delta:g}"
+    sigma = asked.noise_multiplier
+    if sigma is not None and stated.noise_multiplier < sigma * (1.0 - RELATIVE_TOLERANCE):
+        return (
+            f"the component states σ = {stated.noise_multiplier:.4g}, below the required {sigma:g}"
+        )
+    return None
+
+
+__all__ = ["RELATIVE_TOLERANCE", "PrivacyFloor", "privacy_refusal"]
