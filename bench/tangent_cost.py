@@ -290,6 +290,24 @@ _HEADER = (
 )
 
 
+def _model_rows(label: str, data: dict[str, object]) -> list[tuple[str, ...]]:
+    """One model's rows: per scope and measurement, the ratios of medians, then the medians
+    of per-repetition ratios (``paired``), and whether the engine meets its bound."""
+    rows: list[tuple[str, ...]] = []
+    for what, prefix, r, j, f in _ROWS:
+        paired = data[f"{prefix}paired_ratios"]
+        assert isinstance(paired, dict)
+        ratio, jvp, flops = (float(data[prefix + key]) for key in (r, j, f))  # type: ignore[arg-type]
+        meets = ratio <= 1.1 * flops and ratio <= jvp
+        rows.append(
+            (
+                *(label, what, f"{ratio:.2f}", f"{jvp:.2f}", f"{flops:.2f}"),
+                *(f"{paired[r]:.2f}", f"{paired[j]:.2f}", "yes" if meets else "no"),
+            )
+        )
+    return rows
+
+
 def _table_rows(result: dict[str, object]) -> list[tuple[str, ...]]:
     """One row per model, scope and measurement: ratios of medians, then the medians of
     per-repetition ratios (``paired``)."""
@@ -301,17 +319,7 @@ def _table_rows(result: dict[str, object]) -> list[tuple[str, ...]]:
             assert isinstance(data, dict)
             models.append((label, data))
     for label, data in models:
-        for what, prefix, r, j, f in _ROWS:
-            paired = data[f"{prefix}paired_ratios"]
-            assert isinstance(paired, dict)
-            ratio, jvp, flops = (float(data[prefix + key]) for key in (r, j, f))  # type: ignore[arg-type]
-            meets = ratio <= 1.1 * flops and ratio <= jvp
-            rows.append(
-                (
-                    *(label, what, f"{ratio:.2f}", f"{jvp:.2f}", f"{flops:.2f}"),
-                    *(f"{paired[r]:.2f}", f"{paired[j]:.2f}", "yes" if meets else "no"),
-                )
-            )
+        rows += _model_rows(label, data)
     return rows
 
 
@@ -360,16 +368,7 @@ def markdown_single(result: dict[str, object]) -> str:
         "| " + " | ".join(_HEADER) + " |",
         "|" + "---|" * len(_HEADER),
     ]
-    rows = []
-    for what, prefix, r, j, f in _ROWS:
-        paired = result[f"{prefix}paired_ratios"]
-        assert isinstance(paired, dict)
-        ratio, jvp, flops = (float(result[prefix + key]) for key in (r, j, f))  # type: ignore[arg-type]
-        meets = ratio <= 1.1 * flops and ratio <= jvp
-        rows.append(
-            f"| {label} | {what} | {ratio:.2f} | {jvp:.2f} | {flops:.2f} | {paired[r]:.2f} | "
-            f"{paired[j]:.2f} | {'yes' if meets else 'no'} |"
-        )
+    rows = ["| " + " | ".join(row) + " |" for row in _model_rows(label, result)]
     return "\n".join(lines + rows) + "\n"
 
 
