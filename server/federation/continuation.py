@@ -15,6 +15,7 @@ from common.federation import PartitionRecord
 from common.federation.config import FederationConfig
 from server.registry import PrivacyFloor, Registry, RegistryMismatchError
 from server.registry.admission import spec_differences
+from server.registry.privacy import shortfall
 from server.registry.sqlite import DB_FILENAME
 
 
@@ -66,8 +67,7 @@ def continuation_problems(config: FederationConfig, data: DataSpec) -> list[str]
     if settings.max_norm != config.max_norm:
         problems.append(f"max-norm: {settings.max_norm!r} vs {config.max_norm!r}")
     if settings.privacy is not None:
-        asked = PrivacyFloor.of(config.privacy_config())
-        looser = ["no DP settings"] if asked is None else asked.looser_than(settings.privacy)
+        looser = shortfall(PrivacyFloor.of(config.privacy_config()), settings.privacy)
         problems += [f"privacy: {settings.privacy.describe()} required, {x}" for x in looser]
     return problems
 

@@ -27,7 +27,7 @@ from server.registry.entities import (
     utc_now,
 )
 from server.registry.errors import ForgottenSiloError, RegistryMismatchError
-from server.registry.privacy import PrivacyFloor
+from server.registry.privacy import PrivacyFloor, shortfall
 from server.registry.queries import RegistryReader
 
 
@@ -45,14 +45,12 @@ class AdmissionMixin(RegistryReader):
         privacy: PrivacyFloor | None = None,
     ) -> None:
         held = self._settings
-        if held.privacy is not None:
-            looser = ["no DP settings"] if privacy is None else privacy.looser_than(held.privacy)
-            if looser:
-                raise RegistryMismatchError(
-                    f"the registry at {self.root} requires {held.privacy.describe()} of every "
-                    f"component, for good; this run asks for less ({'; '.join(looser)}): run "
-                    "with DP settings at least as strict, or use another registry folder"
-                )
+        if held.privacy is not None and (looser := shortfall(privacy, held.privacy)):
+            raise RegistryMismatchError(
+                f"the registry at {self.root} requires {held.privacy.describe()} of every "
+                f"component, for good; this run asks for less ({'; '.join(looser)}): run "
+                "with DP settings at least as strict, or use another registry folder"
+            )
         if not held.base.same_base(base):
             differences = spec_differences(held.base.spec_json, base.spec_json)
             raise RegistryMismatchError(

@@ -74,6 +74,11 @@ class PrivacyFloor(StrictModel):
         return found
 
 
+def shortfall(asked: PrivacyFloor | None, held: PrivacyFloor) -> list[str]:
+    """How a run asking ``asked`` (None: no DP) falls short of a registry's floor ``held``."""
+    return ["no DP settings"] if asked is None else asked.looser_than(held)
+
+
 def _or_unset(value: float | None) -> str:
     return "unset" if value is None else f"{value:g}"
 
@@ -111,4 +116,4 @@ def privacy_refusal(asked: PrivacyFloor | None, stated: PrivacyMeta | None) -> s
     return None
 
 
-__all__ = ["RELATIVE_TOLERANCE", "PrivacyFloor", "privacy_refusal"]
+__all__ = ["RELATIVE_TOLERANCE", "PrivacyFloor", "privacy_refusal", "shortfall"]
