@@ -26,7 +26,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy cannot follow the editable install's import hook, so it reads the folders through a
+# link tree that spells the installed names: .venv/typecheck/tmc/common -> common/, ...
 typecheck: $(STAMP)
+	@mkdir -p $(VENV)/typecheck/tmc
+	@for f in common client server; do ln -sfn ../../../$$f $(VENV)/typecheck/tmc/$$f; done
 	$(BIN)/mypy
 
 pytest: $(STAMP)

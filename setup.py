@@ -20,16 +20,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 PROTO_DIR = ROOT / "server" / "admin"
 PROTO = PROTO_DIR / "admin.proto"
 OUT_DIR = PROTO_DIR / "_generated"
-OUT_PACKAGE = "server.admin._generated"
+OUT_PACKAGE = "tmc.server.admin._generated"
 # The import path the generated modules get: protoc derives it from the .proto's virtual path.
-VIRTUAL_DIR = "server/admin/_generated"
+VIRTUAL_DIR = "tmc/server/admin/_generated"
 GENERATED = ("admin_pb2.py", "admin_pb2.pyi", "admin_pb2_grpc.py")
 MARKER = "# tmc-generated: "
 
@@ -113,4 +113,15 @@ class BuildPyWithProto(build_py):
         super().run()
 
 
-setup(cmdclass={"build_py": BuildPyWithProto})
+# The folders the design fixes, installed under one namespace: ``common/`` is ``tmc.common``.
+FOLDERS = ("common", "client", "server")
+
+
+def namespaced_packages() -> tuple[list[str], dict[str, str]]:
+    """Every package under the three folders, named under ``tmc``, and where each one lives."""
+    packages = [f"tmc.{name}" for name in find_packages(include=[f"{f}*" for f in FOLDERS]) if name]
+    return packages, {f"tmc.{folder}": folder for folder in FOLDERS}
+
+
+PACKAGES, PACKAGE_DIR = namespaced_packages()
+setup(cmdclass={"build_py": BuildPyWithProto}, packages=PACKAGES, package_dir=PACKAGE_DIR)

@@ -34,8 +34,8 @@ from bench.accuracy_report import json_summary, markdown, targets, write_plots
 from bench.accuracy_select import Json, aggregate, summarize_seed
 from bench.accuracy_setup import BaseKind, Scenario, prepare
 from bench.accuracy_simcheck import simulate_check
-from common.errors import ConfigError, TMCError
-from common.threads import torch_threads
+from tmc.common.errors import ConfigError, TMCError
+from tmc.common.threads import torch_threads
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

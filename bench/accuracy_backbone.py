@@ -24,18 +24,18 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
-from common.data import DatasetSpec, InMemoryDataset, LabeledDataset, load_dataset
-from common.files import atomic_write_bytes
-from common.hashing import tensors_sha256
-from common.models import (
+from tmc.common.data import DatasetSpec, InMemoryDataset, LabeledDataset, load_dataset
+from tmc.common.files import atomic_write_bytes
+from tmc.common.hashing import tensors_sha256
+from tmc.common.models import (
     BaseModelSpec,
     EfficientNetLite,
     MaterializedBase,
     PackagedWeights,
     default_cache_dir,
 )
-from common.models import materialize as materialize_spec
-from common.threads import torch_threads
+from tmc.common.models import materialize as materialize_spec
+from tmc.common.threads import torch_threads
 
 INPUT_SIZE = 64
 """MNIST's 28 px resized to 64 (a multiple of 32): a linear probe on the pooled features

@@ -15,7 +15,7 @@ from typing import TypeVar
 import torch
 
 from bench.accuracy_setup import Scenario
-from common.files import atomic_write_bytes
+from tmc.common.files import atomic_write_bytes
 
 T = TypeVar("T")
 

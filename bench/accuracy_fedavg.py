@@ -31,9 +31,9 @@ from flwr.simulation import run_simulation
 
 from bench.accuracy_methods import Outputs, outputs_of, train_config
 from bench.accuracy_setup import Prepared, Scenario, prepare
-from common.errors import ConfigError, ModelError
-from common.threads import torch_threads
-from common.training import finetune
+from tmc.common.errors import ConfigError, ModelError
+from tmc.common.threads import torch_threads
+from tmc.common.training import finetune
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _SCENARIO_KEYS = (

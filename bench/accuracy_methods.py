@@ -30,11 +30,11 @@ import torch
 from torch import nn
 
 from bench.accuracy_setup import Prepared
-from common.components import Component, ComponentMeta, Delta, ExactSum, compose
-from common.data import LabeledDataset, tensors
-from common.errors import ConfigError
-from common.tangent import TangentModel
-from common.training import (
+from tmc.common.components import Component, ComponentMeta, Delta, ExactSum, compose
+from tmc.common.data import LabeledDataset, tensors
+from tmc.common.errors import ConfigError
+from tmc.common.tangent import TangentModel
+from tmc.common.training import (
     OutputEnsemble,
     PrivacyConfig,
     TrainConfig,

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from bench.accuracy_methods import METHODS, LrRun
 from bench.accuracy_setup import Prepared
-from common.training import score_logits
+from tmc.common.training import score_logits
 
 Json = dict[str, Any]
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from common.data import (
+from tmc.common.data import (
     DatasetSpec,
     FederatedPartition,
     IntArray,
@@ -28,9 +28,9 @@ from common.data import (
     Shard,
     derive_seed,
 )
-from common.errors import ConfigError
-from common.models import BaseModelSpec, MaterializedBase, materialize
-from common.models.spec import FileWeights
+from tmc.common.errors import ConfigError
+from tmc.common.models import BaseModelSpec, MaterializedBase, materialize
+from tmc.common.models.spec import FileWeights
 
 BaseKind = Literal["all", "half", "lite0"]
 VALIDATION_FRACTION = 0.2

@@ -18,14 +18,14 @@ from typing import Any
 import torch
 
 from bench.accuracy_setup import Scenario, prepare
-from common.components import Component, compose
-from common.data import fingerprint
-from common.federation.config import FederationConfig
-from common.models import materialize
-from common.tangent import TangentModel
-from common.training import evaluate, train_tangent
-from server.federation import simulate
-from server.registry import Registry
+from tmc.common.components import Component, compose
+from tmc.common.data import fingerprint
+from tmc.common.federation.config import FederationConfig
+from tmc.common.models import materialize
+from tmc.common.tangent import TangentModel
+from tmc.common.training import evaluate, train_tangent
+from tmc.server.federation import simulate
+from tmc.server.registry import Registry
 
 
 def federation_config(

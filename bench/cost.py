@@ -37,8 +37,8 @@ from bench.cost_inference import measure_inference
 from bench.cost_registry import measure_registry
 from bench.cost_report import check_targets, markdown, plot_inference, plot_registry
 from bench.machine import describe_machine
-from common.device import resolve_device
-from common.errors import ConfigError
+from tmc.common.device import resolve_device
+from tmc.common.errors import ConfigError
 
 RESULTS = Path(__file__).parent / "results"
 SECTIONS = ("inference", "registry", "bytes", "flower")

@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from safetensors.torch import save as safetensors_save
 
-from common.components import ENCODINGS, Component, ComponentMeta, Delta, component_to_bytes
-from common.federation.config import FederationConfig
-from common.federation.records import component_to_content, content_bytes, tensors_to_arrays
-from common.models import BaseModelSpec, materialize
+from tmc.common.components import ENCODINGS, Component, ComponentMeta, Delta, component_to_bytes
+from tmc.common.federation.config import FederationConfig
+from tmc.common.federation.records import component_to_content, content_bytes, tensors_to_arrays
+from tmc.common.models import BaseModelSpec, materialize
 
 BYTE_MODELS = (("small-cnn", 1, "small_cnn"), ("resnet18", 3, "resnet18"))
 SCOPES = (("full", "full"), ("last-stage", "last_stage"))
@@ -99,7 +99,7 @@ def measure_round_overhead(
     ``small-cnn`` federation on ``digits`` (IID split, one increment per round)."""
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
-    from server.federation import simulate  # imports Flower and Ray: only when asked
+    from tmc.server.federation import simulate  # imports Flower and Ray: only when asked
 
     config = FederationConfig.from_run_config(
         {

@@ -23,9 +23,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.timing import interleaved_medians, paired_ratio
-from common.components import Delta, ExactSum
-from common.models import BaseModelSpec, MaterializedBase, materialize
-from common.tangent import TangentModel
+from tmc.common.components import Delta, ExactSum
+from tmc.common.models import BaseModelSpec, MaterializedBase, materialize
+from tmc.common.tangent import TangentModel
 
 DELTA_SCALE = 0.01
 """Standard deviation of each synthetic Δᵢ (a fine-tuning step from θ0)."""

@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from common.components import Component, ComponentMeta, Delta, component_to_bytes
-from server.registry import BaseRecord, Registry
+from tmc.common.components import Component, ComponentMeta, Delta, component_to_bytes
+from tmc.server.registry import BaseRecord, Registry
 
 BASE_SHA = "0" * 64
 TENSOR = "w"

@@ -26,11 +26,11 @@ import torch
 
 from bench.machine import describe_machine
 from bench.timing import interleaved_medians, paired_ratio
-from common.data import DatasetSpec, FederatedPartition, PartitionSpec, Shard
-from common.models import BaseModelSpec, MaterializedBase, PackagedWeights, materialize
-from common.tangent import TangentModel
-from common.threads import torch_threads
-from common.training import TrainConfig, train_tangent
+from tmc.common.data import DatasetSpec, FederatedPartition, PartitionSpec, Shard
+from tmc.common.models import BaseModelSpec, MaterializedBase, PackagedWeights, materialize
+from tmc.common.tangent import TangentModel
+from tmc.common.threads import torch_threads
+from tmc.common.training import TrainConfig, train_tangent
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -26,10 +26,10 @@ from typing import Any
 import torch
 
 from bench.machine import describe_machine
-from common.components import Component, ComponentMeta, Delta
-from common.federation.config import FederationConfig
-from server.federation import simulate
-from server.registry import BaseRecord, Registry
+from tmc.common.components import Component, ComponentMeta, Delta
+from tmc.common.federation.config import FederationConfig
+from tmc.server.federation import simulate
+from tmc.server.registry import BaseRecord, Registry
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -132,9 +132,9 @@ def admin_load(clients: int, workdir: Path) -> dict[str, Any]:
     import sys
     from concurrent.futures import ThreadPoolExecutor
 
-    from common.components import compose
-    from server.admin.client import AdminClient
-    from server.admin.server import TLSFiles, serve
+    from tmc.common.components import compose
+    from tmc.server.admin.client import AdminClient
+    from tmc.server.admin.server import TLSFiles, serve
 
     credentials = workdir / "credentials"
     subprocess.run(

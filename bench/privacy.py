@@ -33,12 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.components import Component, ComponentMeta, compose
-from common.data import DatasetSpec, FederatedPartition, PartitionSpec
-from common.models import BaseModelSpec, materialize
-from common.tangent import TangentModel
-from common.threads import torch_threads
-from common.training import PrivacyConfig, digits_preset, evaluate, train_tangent
+from tmc.common.components import Component, ComponentMeta, compose
+from tmc.common.data import DatasetSpec, FederatedPartition, PartitionSpec
+from tmc.common.models import BaseModelSpec, materialize
+from tmc.common.tangent import TangentModel
+from tmc.common.threads import torch_threads
+from tmc.common.training import PrivacyConfig, digits_preset, evaluate, train_tangent
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DELTA = 1e-5

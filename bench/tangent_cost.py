@@ -35,9 +35,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench.machine import describe_machine
 from bench.timing import Stats, interleaved_medians, paired_ratio
-from common.device import resolve_device
-from common.models import BaseModelSpec, MaterializedBase, materialize
-from common.tangent import TangentModel
+from tmc.common.device import resolve_device
+from tmc.common.models import BaseModelSpec, MaterializedBase, materialize
+from tmc.common.tangent import TangentModel
 
 RESULTS = Path(__file__).parent / "results"
 CANDIDATES = ("plain", "tangent", "jvp")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.models import BaseModelSpec, PackagedWeights, materialize
+from tmc.common.models import BaseModelSpec, PackagedWeights, materialize
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -19,14 +19,14 @@ from typing import Any
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from client.node import NodeSettings
-from client.silo import SiloSource, open_silo
-from client.theta0_cache import Theta0Cache, node_cache_dir
-from common.components import Component, ComponentMeta, Delta, payload_bytes
-from common.data import DataSpec
-from common.device import resolve_device
-from common.errors import ProtocolError
-from common.federation import (
+from tmc.client.node import NodeSettings
+from tmc.client.silo import SiloSource, open_silo
+from tmc.client.theta0_cache import Theta0Cache, node_cache_dir
+from tmc.common.components import Component, ComponentMeta, Delta, payload_bytes
+from tmc.common.data import DataSpec
+from tmc.common.device import resolve_device
+from tmc.common.errors import ProtocolError
+from tmc.common.federation import (
     DELTA,
     INSTRUCTION,
     REPLY,
@@ -43,10 +43,10 @@ from common.federation import (
     pack,
     unpack,
 )
-from common.federation.config import FederationConfig
-from common.models import BaseModelSpec, MaterializedBase
-from common.tangent import TangentModel
-from common.training import TrainConfig, evaluate, train_tangent
+from tmc.common.federation.config import FederationConfig
+from tmc.common.models import BaseModelSpec, MaterializedBase
+from tmc.common.tangent import TangentModel
+from tmc.common.training import TrainConfig, evaluate, train_tangent
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _log_to_node(level: int) -> None:
     """A deployed node's ClientApp runs in a process of its own whose stderr is the
     SuperNode's log: say there, at ``level``, what this silo does and why it is refused. (In
     simulation the nodes' INFO lines would only repeat the server's, so they stay quiet.)"""
-    logger = logging.getLogger("client")
+    logger = logging.getLogger("tmc.client")
     if any(getattr(h, "tmc_node", False) for h in logger.handlers):
         return
     handler = logging.StreamHandler(sys.stderr)

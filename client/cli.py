@@ -24,9 +24,9 @@ from typing import Annotated
 import typer
 from pydantic import Field, ValidationError, model_validator
 
-from common.components.component import SILO_PATTERN
-from common.errors import ConfigError, TMCError
-from common.schema import StrictModel
+from tmc.common.components.component import SILO_PATTERN
+from tmc.common.errors import ConfigError, TMCError
+from tmc.common.schema import StrictModel
 
 EXIT_USAGE = 2
 SUPERNODE = "flower-supernode"
@@ -134,9 +134,9 @@ def check(start: SiloStart) -> None:
     from cryptography.hazmat.primitives.serialization import load_ssh_private_key
     from cryptography.x509 import load_pem_x509_certificates
 
-    from common.data import load_silo_dir, scan_silo_folder
-    from common.data.silo_dir import MANIFEST_FILE
-    from common.device import resolve_device
+    from tmc.common.data import load_silo_dir, scan_silo_folder
+    from tmc.common.data.silo_dir import MANIFEST_FILE
+    from tmc.common.device import resolve_device
 
     if (start.data.expanduser() / MANIFEST_FILE).is_file():
         data = load_silo_dir(start.data)

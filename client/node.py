@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from common.components.component import SILO_PATTERN
-from common.errors import ConfigError
-from common.schema import StrictModel
+from tmc.common.components.component import SILO_PATTERN
+from tmc.common.errors import ConfigError
+from tmc.common.schema import StrictModel
 
 
 def _hyphen(name: str) -> str:

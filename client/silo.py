@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from client.node import NodeSettings
-from common.data import (
+from tmc.client.node import NodeSettings
+from tmc.common.data import (
     DataSpec,
     FederatedPartition,
     LabeledDataset,
@@ -33,10 +33,10 @@ from common.data import (
     scan_silo_folder,
     silo_name,
 )
-from common.data.silo_dir import MANIFEST_FILE
-from common.errors import ConfigError, DataError
-from common.federation import PartitionRecord, SiloSourceKind, data_problems
-from common.federation.config import FederationConfig
+from tmc.common.data.silo_dir import MANIFEST_FILE
+from tmc.common.errors import ConfigError, DataError
+from tmc.common.federation import PartitionRecord, SiloSourceKind, data_problems
+from tmc.common.federation.config import FederationConfig
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from common.errors import ModelError
-from common.files import atomic_write_bytes
-from common.hashing import tensors_sha256
-from common.models import BaseModelSpec, MaterializedBase, from_theta0
-from common.models.materialize import CACHE_ENV, default_cache_dir
+from tmc.common.errors import ModelError
+from tmc.common.files import atomic_write_bytes
+from tmc.common.hashing import tensors_sha256
+from tmc.common.models import BaseModelSpec, MaterializedBase, from_theta0
+from tmc.common.models.materialize import CACHE_ENV, default_cache_dir
 
 
 def node_cache_dir(configured: Path | None) -> Path:

@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from common.errors import ConfigError
+from tmc.common.errors import ConfigError
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 

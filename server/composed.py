@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from common.data import LabeledDataset
-from common.data.inputs import DataSpec, InputSpec, prepare_image, read_image
-from common.errors import ConfigError, DataError
-from common.models import BaseModelSpec, MaterializedBase, from_theta0
-from common.tangent import TangentModel
-from server.registry import ModelVersion, Registry
-from server.registry.model_file import exportable, require_data
+from tmc.common.data import LabeledDataset
+from tmc.common.data.inputs import DataSpec, InputSpec, prepare_image, read_image
+from tmc.common.errors import ConfigError, DataError
+from tmc.common.models import BaseModelSpec, MaterializedBase, from_theta0
+from tmc.common.tangent import TangentModel
+from tmc.server.registry import ModelVersion, Registry
+from tmc.server.registry.model_file import exportable, require_data
 
 
 @dataclass

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from common.models import BaseModelSpec, MaterializedBase, materialize
-from common.models.materialize import CACHE_ENV
+from tmc.common.models import BaseModelSpec, MaterializedBase, materialize
+from tmc.common.models.materialize import CACHE_ENV
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from common.models import MaterializedBase
+from tmc.common.models import MaterializedBase
 
 
 def randomize_batchnorm(network: torch.nn.Module, seed: int = 0) -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.components import Component, ComponentMeta, Delta
-from common.data import DatasetSpec
-from common.data.dataset_inputs import dataset_data_spec
-from common.models import MaterializedBase
-from server.registry import BaseRecord, Registry
 from tests.helpers import random_delta
+from tmc.common.components import Component, ComponentMeta, Delta
+from tmc.common.data import DatasetSpec
+from tmc.common.data.dataset_inputs import dataset_data_spec
+from tmc.common.models import MaterializedBase
+from tmc.server.registry import BaseRecord, Registry
 
 CLASS_SPLIT = (("silo-0", (0, 1, 2)), ("silo-1", (3, 4, 5, 6)), ("silo-2", (7, 8, 9)))
 """Three silos holding disjoint classes, as a class split gives them."""

@@ -22,7 +22,7 @@ def test_readme_starts_with_the_two_setup_commands() -> None:
 
 
 def test_readme_documents_every_run_config_key() -> None:
-    from common.federation.config import FederationConfig
+    from tmc.common.federation.config import FederationConfig
 
     text = README.read_text()
     for key in FederationConfig().to_run_config():
@@ -32,7 +32,7 @@ def test_readme_documents_every_run_config_key() -> None:
 def test_pyproject_run_config_matches_the_code_defaults() -> None:
     import tomllib
 
-    from common.federation.config import FederationConfig
+    from tmc.common.federation.config import FederationConfig
 
     pyproject = tomllib.loads((README.parent / "pyproject.toml").read_text())
     declared = pyproject["tool"]["flwr"]["app"]["config"]

@@ -1,15 +1,15 @@
 """Components (Δ + metadata), their algebra, validation, storage format and composition."""
 
-from common.components.codec import (
+from tmc.common.components.codec import (
     component_from_bytes,
     component_to_bytes,
     load_component,
     save_component,
 )
-from common.components.component import Component, ComponentMeta, component_id
-from common.components.compose import ExactSum, Weighting, component_weight, compose
-from common.components.delta import Delta, weighted_sum
-from common.components.encoding import (
+from tmc.common.components.component import Component, ComponentMeta, component_id
+from tmc.common.components.compose import ExactSum, Weighting, component_weight, compose
+from tmc.common.components.delta import Delta, weighted_sum
+from tmc.common.components.encoding import (
     ENCODINGS,
     Encoding,
     decode,
@@ -18,8 +18,8 @@ from common.components.encoding import (
     payload_bytes,
     payload_layout,
 )
-from common.components.privacy import PrivacyMeta
-from common.components.validation import TangentSchema, check_delta_schema, validate_component
+from tmc.common.components.privacy import PrivacyMeta
+from tmc.common.components.validation import TangentSchema, check_delta_schema, validate_component
 
 __all__ = [
     "ENCODINGS",

@@ -16,9 +16,9 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from common.components.component import Component, ComponentMeta
-from common.errors import ComponentError, ComponentSchemaError, NonFiniteError
-from common.files import atomic_write_bytes
+from tmc.common.components.component import Component, ComponentMeta
+from tmc.common.errors import ComponentError, ComponentSchemaError, NonFiniteError
+from tmc.common.files import atomic_write_bytes
 
 META_KEY = "tmc.meta"
 ID_KEY = "id"

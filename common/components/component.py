@@ -17,12 +17,12 @@ from typing import Any
 import torch
 from pydantic import Field, field_validator
 
-from common.components.delta import Delta
-from common.components.encoding import Encoding, Payload, decode, encode
-from common.components.privacy import PrivacyMeta
-from common.errors import ComponentError
-from common.hashing import update_with_tensors
-from common.schema import StrictModel
+from tmc.common.components.delta import Delta
+from tmc.common.components.encoding import Encoding, Payload, decode, encode
+from tmc.common.components.privacy import PrivacyMeta
+from tmc.common.errors import ComponentError
+from tmc.common.hashing import update_with_tensors
+from tmc.common.schema import StrictModel
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 SILO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

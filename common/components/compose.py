@@ -25,10 +25,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from common.components.component import Component
-from common.components.delta import Delta
-from common.components.validation import check_delta_schema
-from common.errors import CompositionError
+from tmc.common.components.component import Component
+from tmc.common.components.delta import Delta
+from tmc.common.components.validation import check_delta_schema
+from tmc.common.errors import CompositionError
 
 FRACTION_BITS = 32
 _SCALE = float(2**FRACTION_BITS)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import torch
 
-from common.errors import ComponentSchemaError, CompositionError
+from tmc.common.errors import ComponentSchemaError, CompositionError
 
 DELTA_DTYPE = torch.float32
 

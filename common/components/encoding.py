@@ -21,8 +21,8 @@ from typing import Literal, get_args
 
 import torch
 
-from common.components.delta import Delta
-from common.errors import ComponentError, ComponentSchemaError, NonFiniteError
+from tmc.common.components.delta import Delta
+from tmc.common.errors import ComponentError, ComponentSchemaError, NonFiniteError
 
 Encoding = Literal["float32", "bfloat16", "int8", "int8-channel"]
 ENCODINGS: tuple[Encoding, ...] = get_args(Encoding)

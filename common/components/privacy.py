@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from common.schema import StrictModel
+from tmc.common.schema import StrictModel
 
 NEIGHBOURING = "add-or-remove-one"
 """Datasets that differ by one example added or removed (the relation Poisson sampling

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from common.components.component import Component
-from common.errors import (
+from tmc.common.components.component import Component
+from tmc.common.errors import (
     BaseMismatchError,
     ComponentError,
     ComponentSchemaError,

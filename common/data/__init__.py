@@ -1,6 +1,6 @@
 """Datasets, splits and silo data for the federation (see ``partition`` for the scheme)."""
 
-from common.data.base import (
+from tmc.common.data.base import (
     InMemoryDataset,
     IntArray,
     LabeledDataset,
@@ -9,14 +9,14 @@ from common.data.base import (
     fingerprint,
     tensors,
 )
-from common.data.dataset_inputs import dataset_data_spec, folder_input
-from common.data.datasets import in_label_space, load_dataset, load_test_set
-from common.data.digits import DIGITS_TEST_SIZE, load_digits_split
-from common.data.imagefolder import ImageFolderDataset, list_images, load_image_folder
-from common.data.inputs import DataSpec, InputSpec, prepare_image
-from common.data.mnist5k import MNIST5K_TEST_SIZE, load_mnist5k_split
-from common.data.partition import FederatedPartition, derive_seed, silo_name
-from common.data.silo_dir import (
+from tmc.common.data.dataset_inputs import dataset_data_spec, folder_input
+from tmc.common.data.datasets import in_label_space, load_dataset, load_test_set
+from tmc.common.data.digits import DIGITS_TEST_SIZE, load_digits_split
+from tmc.common.data.imagefolder import ImageFolderDataset, list_images, load_image_folder
+from tmc.common.data.inputs import DataSpec, InputSpec, prepare_image
+from tmc.common.data.mnist5k import MNIST5K_TEST_SIZE, load_mnist5k_split
+from tmc.common.data.partition import FederatedPartition, derive_seed, silo_name
+from tmc.common.data.silo_dir import (
     DATA_FILE,
     MANIFEST_FILE,
     SiloData,
@@ -25,22 +25,22 @@ from common.data.silo_dir import (
     export_silo,
     load_silo_dir,
 )
-from common.data.silo_folder import (
+from tmc.common.data.silo_folder import (
     INCREMENTS_DIR,
     FolderIncrement,
     SiloFolder,
     is_silo_folder,
     scan_silo_folder,
 )
-from common.data.spec import DatasetName, DatasetSpec, PartitionSpec, SplitSpec
-from common.data.splits import (
+from tmc.common.data.spec import DatasetName, DatasetSpec, PartitionSpec, SplitSpec
+from tmc.common.data.splits import (
     label_histogram,
     public_private_split,
     silo_classes,
     split_increments,
     split_silos,
 )
-from common.data.torchvision_sources import UInt8ImageDataset, load_cifar
+from tmc.common.data.torchvision_sources import UInt8ImageDataset, load_cifar
 
 __all__ = [
     "DATA_FILE",

@@ -17,8 +17,8 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import Dataset
 
-from common.errors import DataError
-from common.hashing import tensors_sha256
+from tmc.common.errors import DataError
+from tmc.common.hashing import tensors_sha256
 
 IntArray = npt.NDArray[np.int64]
 

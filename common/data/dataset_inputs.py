@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from common.data.inputs import (
+from tmc.common.data.inputs import (
     GRAY_MEAN,
     GRAY_STD,
     IMAGENET_MEAN,
@@ -19,9 +19,14 @@ from common.data.inputs import (
     DataSpec,
     InputSpec,
 )
-from common.data.spec import DatasetSpec
-from common.data.torchvision_sources import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
-from common.errors import ConfigError
+from tmc.common.data.spec import DatasetSpec
+from tmc.common.data.torchvision_sources import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    CIFAR100_MEAN,
+    CIFAR100_STD,
+)
+from tmc.common.errors import ConfigError
 
 DIGITS_INPUT = InputSpec(channels=1, size=8, invert=True)
 DIGITS_CLASSES = tuple(str(digit) for digit in range(10))
@@ -61,7 +66,7 @@ def dataset_data_spec(
         )
     if spec.name not in ("cifar10", "cifar100"):
         raise ConfigError(f"no input spec is defined for dataset {spec.name!r}")
-    from common.data.datasets import load_dataset  # reads CIFAR's files for its class names
+    from tmc.common.data.datasets import load_dataset  # reads CIFAR's files for its class names
 
     cifar10 = spec.name == "cifar10"
     mean, std = (CIFAR10_MEAN, CIFAR10_STD) if cifar10 else (CIFAR100_MEAN, CIFAR100_STD)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from common.data.base import LabeledDataset, Relabeled
-from common.data.dataset_inputs import folder_input
-from common.data.digits import load_digits_split
-from common.data.imagefolder import load_image_folder
-from common.data.inputs import DataSpec
-from common.data.mnist5k import load_mnist5k_split
-from common.data.spec import DatasetSpec
-from common.data.torchvision_sources import load_cifar
-from common.errors import DataError
+from tmc.common.data.base import LabeledDataset, Relabeled
+from tmc.common.data.dataset_inputs import folder_input
+from tmc.common.data.digits import load_digits_split
+from tmc.common.data.imagefolder import load_image_folder
+from tmc.common.data.inputs import DataSpec
+from tmc.common.data.mnist5k import load_mnist5k_split
+from tmc.common.data.spec import DatasetSpec
+from tmc.common.data.torchvision_sources import load_cifar
+from tmc.common.errors import DataError
 
 
 def load_dataset(spec: DatasetSpec, *, train: bool) -> LabeledDataset:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from common.data.base import InMemoryDataset
+from tmc.common.data.base import InMemoryDataset
 
 DIGITS_TEST_SIZE = 540
 """Fixed test size of the split below (1797 images: 1257 train, 540 test)."""

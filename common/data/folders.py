@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.errors import DataError
+from tmc.common.errors import DataError
 
 TRAIN_DIR = "train"
 TEST_DIR = "test"

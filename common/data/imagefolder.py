@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from common.data.base import LabeledDataset
-from common.data.folders import list_class_dirs, split_dir, train_classes
-from common.data.inputs import IMAGENET_MEAN, IMAGENET_STD, InputSpec, prepare_image, read_image
-from common.errors import DataError
+from tmc.common.data.base import LabeledDataset
+from tmc.common.data.folders import list_class_dirs, split_dir, train_classes
+from tmc.common.data.inputs import IMAGENET_MEAN, IMAGENET_STD, InputSpec, prepare_image, read_image
+from tmc.common.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 """torchvision's ``IMG_EXTENSIONS``, compared case-insensitively."""

@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 from pydantic import Field, field_validator, model_validator
 
-from common.errors import DataError
-from common.schema import StrictModel
+from tmc.common.errors import DataError
+from tmc.common.schema import StrictModel
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.data.base import InMemoryDataset
-from common.errors import DataError
+from tmc.common.data.base import InMemoryDataset
+from tmc.common.errors import DataError
 
 MNIST5K_TEST_SIZE = 1000
 """Fixed test size of the split below (5000 images: 4000 train, 1000 test)."""

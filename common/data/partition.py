@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.data.base import IntArray, LabeledDataset, Shard
-from common.data.datasets import load_dataset
-from common.data.spec import DatasetSpec, PartitionSpec
-from common.data.splits import public_private_split, split_increments, split_silos
-from common.errors import ConfigError, DataError
+from tmc.common.data.base import IntArray, LabeledDataset, Shard
+from tmc.common.data.datasets import load_dataset
+from tmc.common.data.spec import DatasetSpec, PartitionSpec
+from tmc.common.data.splits import public_private_split, split_increments, split_silos
+from tmc.common.errors import ConfigError, DataError
 
 _SILO_STAGE = 1
 _INCREMENT_STAGE = 2

@@ -27,14 +27,14 @@ from pydantic import Field, ValidationError, model_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from common.data.base import InMemoryDataset, LabeledDataset, Shard, fingerprint, tensors
-from common.data.partition import FederatedPartition
-from common.data.spec import DatasetName, PartitionSpec
-from common.data.splits import silo_classes
-from common.errors import DataError
-from common.files import atomic_write_bytes
-from common.hashing import tensors_sha256
-from common.schema import StrictModel
+from tmc.common.data.base import InMemoryDataset, LabeledDataset, Shard, fingerprint, tensors
+from tmc.common.data.partition import FederatedPartition
+from tmc.common.data.spec import DatasetName, PartitionSpec
+from tmc.common.data.splits import silo_classes
+from tmc.common.errors import DataError
+from tmc.common.files import atomic_write_bytes
+from tmc.common.hashing import tensors_sha256
+from tmc.common.schema import StrictModel
 
 MANIFEST_FILE = "silo.json"
 DATA_FILE = "data.safetensors"

@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common.data.folders import TEST_DIR, TRAIN_DIR, list_class_dirs
-from common.data.imagefolder import ImageFolderDataset, list_images
-from common.data.inputs import DataSpec, native_channels
-from common.errors import DataError
+from tmc.common.data.folders import TEST_DIR, TRAIN_DIR, list_class_dirs
+from tmc.common.data.imagefolder import ImageFolderDataset, list_images
+from tmc.common.data.inputs import DataSpec, native_channels
+from tmc.common.errors import DataError
 
 _HOLD_OUT_SEED = b"tmc-silo-test-split"
 INCREMENTS_DIR = "increments"

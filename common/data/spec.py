@@ -13,9 +13,9 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_serializer, field_validator, model_validator
 
-from common.data.folders import train_classes
-from common.errors import ConfigError
-from common.schema import StrictModel
+from tmc.common.data.folders import train_classes
+from tmc.common.errors import ConfigError
+from tmc.common.schema import StrictModel
 
 DatasetName = Literal["digits", "cifar10", "cifar100", "imagefolder", "mnist5k"]
 

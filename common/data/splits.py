@@ -13,9 +13,9 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from common.data.base import IntArray, as_index_array
-from common.data.spec import SplitSpec
-from common.errors import ConfigError, DataError
+from tmc.common.data.base import IntArray, as_index_array
+from tmc.common.data.spec import SplitSpec
+from tmc.common.errors import ConfigError, DataError
 
 DIRICHLET_MAX_DRAWS = 100
 """Re-draws of a Dirichlet split before giving up on giving every silo a sample."""

@@ -13,8 +13,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from common.data.base import LabeledDataset, as_index_array
-from common.errors import DataError
+from tmc.common.data.base import LabeledDataset, as_index_array
+from tmc.common.errors import DataError
 
 # Standard per-channel statistics of the train splits.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)

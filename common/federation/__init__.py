@@ -1,7 +1,7 @@
 """The protocol between the ServerApp and the silos' ClientApps (Flower messages)."""
 
-from common.federation.admission import PartitionRecord, data_problems
-from common.federation.messages import (
+from tmc.common.federation.admission import PartitionRecord, data_problems
+from tmc.common.federation.messages import (
     DELTA,
     EVALUATE,
     HELLO,
@@ -20,7 +20,7 @@ from common.federation.messages import (
     SiloSourceKind,
     TrainInstruction,
 )
-from common.federation.records import (
+from tmc.common.federation.records import (
     arrays_to_tensors,
     component_from_content,
     component_to_content,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from common.data.inputs import DataSpec
-from common.data.spec import PartitionSpec
-from common.schema import StrictModel
+from tmc.common.data.inputs import DataSpec
+from tmc.common.data.spec import PartitionSpec
+from tmc.common.schema import StrictModel
 
 
 class PartitionRecord(StrictModel):

@@ -13,19 +13,19 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
-from common.components.compose import Weighting
-from common.components.encoding import Encoding
-from common.data.dataset_inputs import dataset_data_spec, folder_input
-from common.data.inputs import DataSpec
-from common.data.spec import (
+from tmc.common.components.compose import Weighting
+from tmc.common.components.encoding import Encoding
+from tmc.common.data.dataset_inputs import dataset_data_spec, folder_input
+from tmc.common.data.inputs import DataSpec
+from tmc.common.data.spec import (
     DEFAULT_IMAGEFOLDER_SIZE,
     DatasetName,
     DatasetSpec,
     PartitionSpec,
     SplitSpec,
 )
-from common.errors import ConfigError
-from common.models.spec import (
+from tmc.common.errors import ConfigError
+from tmc.common.models.spec import (
     ArchitectureName,
     BaseModelSpec,
     FileWeights,
@@ -35,8 +35,8 @@ from common.models.spec import (
     TorchHubWeights,
     WeightsSpec,
 )
-from common.schema import StrictModel
-from common.training.config import LossName, PrivacyConfig, TrainConfig
+from tmc.common.schema import StrictModel
+from tmc.common.training.config import LossName, PrivacyConfig, TrainConfig
 
 
 def _hyphen(name: str) -> str:

@@ -19,12 +19,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from common.components.component import SHA256_PATTERN, SILO_PATTERN
-from common.components.encoding import Encoding
-from common.data.inputs import DataSpec
-from common.federation.admission import PartitionRecord
-from common.schema import StrictModel
-from common.training.config import TrainConfig
+from tmc.common.components.component import SHA256_PATTERN, SILO_PATTERN
+from tmc.common.components.encoding import Encoding
+from tmc.common.data.inputs import DataSpec
+from tmc.common.federation.admission import PartitionRecord
+from tmc.common.schema import StrictModel
+from tmc.common.training.config import TrainConfig
 
 HELLO = "query.hello"
 THETA0 = "query.theta0"

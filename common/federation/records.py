@@ -15,11 +15,11 @@ import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 from pydantic import ValidationError
 
-from common.components.component import Component, ComponentMeta
-from common.components.encoding import Layout, payload_layout
-from common.errors import ComponentSchemaError, ProtocolError
-from common.federation.messages import DELTA, JSON_KEY, REPLY
-from common.schema import StrictModel
+from tmc.common.components.component import Component, ComponentMeta
+from tmc.common.components.encoding import Layout, payload_layout
+from tmc.common.errors import ComponentSchemaError, ProtocolError
+from tmc.common.federation.messages import DELTA, JSON_KEY, REPLY
+from tmc.common.schema import StrictModel
 
 ModelT = TypeVar("ModelT", bound=StrictModel)
 

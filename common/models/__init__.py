@@ -1,15 +1,15 @@
 """Base models: the zoo, specs, weights and materialised θ0."""
 
-from common.models.efficientnet_lite import EfficientNetLite, efficientnet_lite0
-from common.models.materialize import (
+from tmc.common.models.efficientnet_lite import EfficientNetLite, efficientnet_lite0
+from tmc.common.models.materialize import (
     MaterializedBase,
     default_cache_dir,
     from_theta0,
     materialize,
     spec_sha256,
 )
-from common.models.small_cnn import SmallCNN, small_cnn
-from common.models.spec import (
+from tmc.common.models.small_cnn import SmallCNN, small_cnn
+from tmc.common.models.spec import (
     BaseModelSpec,
     FileWeights,
     InitWeights,
@@ -17,7 +17,7 @@ from common.models.spec import (
     PretrainedWeights,
     TorchHubWeights,
 )
-from common.models.zoo import (
+from tmc.common.models.zoo import (
     ARCHITECTURES,
     Architecture,
     PackagedFile,

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.errors import ConfigError, ModelError
+from tmc.common.errors import ConfigError, ModelError
 
 BN_EPS = 1e-3  # TensorFlow's batch_norm_epsilon for EfficientNet
 DEFAULT_INPUT_SIZE = 224

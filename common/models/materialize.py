@@ -18,10 +18,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from common.errors import ModelError
-from common.files import atomic_write_bytes
-from common.hashing import tensors_sha256
-from common.models.spec import (
+from tmc.common.errors import ModelError
+from tmc.common.files import atomic_write_bytes
+from tmc.common.hashing import tensors_sha256
+from tmc.common.models.spec import (
     BaseModelSpec,
     FileWeights,
     InitWeights,
@@ -29,8 +29,8 @@ from common.models.spec import (
     PretrainedWeights,
     TorchHubWeights,
 )
-from common.models.weights import load_file_weights, load_hub_weights, load_packaged_weights
-from common.models.zoo import (
+from tmc.common.models.weights import load_file_weights, load_hub_weights, load_packaged_weights
+from tmc.common.models.zoo import (
     Architecture,
     build_network,
     get_architecture,
@@ -134,7 +134,7 @@ def materialize(
         network = build_network(spec)
         load_packaged_weights(network, weights, architecture=architecture, head_seed=spec.head_seed)
     elif isinstance(weights, PretrainedWeights):
-        from common.models.pretrain import pretrain_network  # needs data and training
+        from tmc.common.models.pretrain import pretrain_network  # needs data and training
 
         def build() -> torch.nn.Module:
             return pretrain_network(spec, weights, progress=progress)

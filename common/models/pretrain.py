@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from common.data import Shard, load_dataset, public_private_split
-from common.models.spec import BaseModelSpec, PretrainedWeights
-from common.models.zoo import build_network
-from common.threads import torch_threads
-from common.training import TrainConfig, fit
+from tmc.common.data import Shard, load_dataset, public_private_split
+from tmc.common.models.spec import BaseModelSpec, PretrainedWeights
+from tmc.common.models.zoo import build_network
+from tmc.common.threads import torch_threads
+from tmc.common.training import TrainConfig, fit
 
 
 def pretrain_network(

@@ -11,7 +11,7 @@ from __future__ import annotations
 # The class is defined in the standalone loader, which must run without the project (it is
 # copied out of it, see the README); one definition keeps the state-dict keys of an exported
 # model and of the project's own network the same.
-from common.standalone.loader import SmallCNN
+from tmc.common.standalone.loader import SmallCNN
 
 
 def small_cnn(*, num_classes: int, in_channels: int = 1) -> SmallCNN:

@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from common.data.spec import DatasetSpec
-from common.schema import StrictModel
+from tmc.common.data.spec import DatasetSpec
+from tmc.common.schema import StrictModel
 
 ArchitectureName = Literal["small-cnn", "resnet18", "resnet50", "efficientnet-lite0"]
 """Names accepted by the model zoo (``common.models.zoo.ARCHITECTURES``)."""

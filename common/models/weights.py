@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from common.errors import ModelError
-from common.models.spec import FileWeights, PackagedWeights, TorchHubWeights
-from common.models.zoo import Architecture, PackagedFile, init_head
+from tmc.common.errors import ModelError
+from tmc.common.models.spec import FileWeights, PackagedWeights, TorchHubWeights
+from tmc.common.models.zoo import Architecture, PackagedFile, init_head
 
 
 def file_sha256(path: Path) -> str:

@@ -15,10 +15,10 @@ from types import MappingProxyType
 import torch
 from torch import nn
 
-from common.errors import ConfigError, ModelError
-from common.models.efficientnet_lite import efficientnet_lite0, from_published
-from common.models.small_cnn import small_cnn
-from common.models.spec import BaseModelSpec, NamedScope
+from tmc.common.errors import ConfigError, ModelError
+from tmc.common.models.efficientnet_lite import efficientnet_lite0, from_published
+from tmc.common.models.small_cnn import small_cnn
+from tmc.common.models.spec import BaseModelSpec, NamedScope
 
 
 @dataclass(frozen=True)

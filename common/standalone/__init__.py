@@ -2,7 +2,7 @@
 library, torch and (for ResNets) torchvision, so it can be copied anywhere on its own
 (the README shows it whole)."""
 
-from common.standalone.loader import (
+from tmc.common.standalone.loader import (
     ARCHITECTURES,
     DELTA_PREFIX,
     FORMAT,

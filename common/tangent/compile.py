@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
-from common.errors import TangentError
-from common.tangent.dual import Dual, DualValue, Tangent
-from common.tangent.fusion import FusedConvBatchNorm
-from common.tangent.rules import (
+from tmc.common.errors import TangentError
+from tmc.common.tangent.dual import Dual, DualValue, Tangent
+from tmc.common.tangent.fusion import FusedConvBatchNorm
+from tmc.common.tangent.rules import (
     ADDITIVE_FUNCTIONS,
     BATCHWISE_FUNCTIONS,
     BATCHWISE_METHODS,
@@ -32,7 +32,7 @@ from common.tangent.rules import (
     module_rule,
     relu_tangent,
 )
-from common.tangent.stacked import (
+from tmc.common.tangent.stacked import (
     STACKED_MODULE_RULES,
     add_stacked,
     batchwise_stacked,

@@ -22,10 +22,10 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from common.errors import TangentError
-from common.tangent.dual import Dual, DualValue, Tangent
-from common.tangent.rules import conv2d_apply
-from common.tangent.stacked import affine_stacked
+from tmc.common.errors import TangentError
+from tmc.common.tangent.dual import Dual, DualValue, Tangent
+from tmc.common.tangent.rules import conv2d_apply
+from tmc.common.tangent.stacked import affine_stacked
 
 _Stamp = tuple[tuple[weakref.ref[torch.Tensor], int, int] | None, ...]
 

@@ -24,12 +24,12 @@ from typing import Literal
 import torch
 from torch import nn
 
-from common.components.validation import check_delta_schema
-from common.errors import TangentError
-from common.tangent.compile import DeltaLookup, Env, compile_network
-from common.tangent.dual import DualValue, Tangent
-from common.tangent.functional import JvpForward
-from common.tangent.split import Features, FrozenSplit, is_per_example, split_frozen
+from tmc.common.components.validation import check_delta_schema
+from tmc.common.errors import TangentError
+from tmc.common.tangent.compile import DeltaLookup, Env, compile_network
+from tmc.common.tangent.dual import DualValue, Tangent
+from tmc.common.tangent.functional import JvpForward
+from tmc.common.tangent.split import Features, FrozenSplit, is_per_example, split_frozen
 
 PathName = Literal["dual", "jvp"]
 PathChoice = Literal["auto", "dual", "jvp"]

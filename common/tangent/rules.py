@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.errors import TangentError
-from common.tangent.dual import Dual, Tangent
+from tmc.common.errors import TangentError
+from tmc.common.tangent.dual import Dual, Tangent
 
 ModuleRule = Callable[[Any, torch.Tensor, Tangent, Mapping[str, torch.Tensor]], Dual]
 

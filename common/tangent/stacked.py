@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from common.tangent.dual import DualValue, Tangent
-from common.tangent.rules import conv2d_apply, linear_apply
+from tmc.common.tangent.dual import DualValue, Tangent
+from tmc.common.tangent.rules import conv2d_apply, linear_apply
 
 StackedRule = Callable[[Any, DualValue, bool, Mapping[str, torch.Tensor]], "DualValue | None"]
 """(module, input, single_user, Δ) → output, or None where the pair rule must be used."""

@@ -1,22 +1,22 @@
 """Local training of components (and of the non-linear baseline) and their evaluation."""
 
-from common.training.config import (
+from tmc.common.training.config import (
     LossClasses,
     LossName,
     PrivacyConfig,
     TrainConfig,
     digits_preset,
 )
-from common.training.evaluate import (
+from tmc.common.training.evaluate import (
     Evaluation,
     OutputEnsemble,
     evaluate,
     predict_logits,
     score_logits,
 )
-from common.training.features import MAX_CACHE_BYTES, FeatureSet, encode_dataset
-from common.training.loop import TrainReport, finetune, fit, label_histogram, train_tangent
-from common.training.losses import distance_penalty, rescaled_square_loss, task_loss
+from tmc.common.training.features import MAX_CACHE_BYTES, FeatureSet, encode_dataset
+from tmc.common.training.loop import TrainReport, finetune, fit, label_histogram, train_tangent
+from tmc.common.training.losses import distance_penalty, rescaled_square_loss, task_loss
 
 __all__ = [
     "MAX_CACHE_BYTES",

@@ -22,9 +22,9 @@ from importlib import metadata
 from dp_accounting import dp_event, mechanism_calibration
 from dp_accounting.rdp import rdp_privacy_accountant
 
-from common.components.privacy import PrivacyMeta
-from common.errors import ConfigError
-from common.training.config import PrivacyConfig
+from tmc.common.components.privacy import PrivacyMeta
+from tmc.common.errors import ConfigError
+from tmc.common.training.config import PrivacyConfig
 
 ACCOUNTANT = "dp-accounting RDP"
 MIN_NOISE_MULTIPLIER = 0.05

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from common.schema import StrictModel
+from tmc.common.schema import StrictModel
 
 LossName = Literal["square", "ce"]
 LossClasses = Literal["all", "present"]

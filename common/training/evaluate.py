@@ -11,9 +11,9 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from common.device import resolve_device
-from common.errors import ConfigError, DataError
-from common.schema import StrictModel
+from tmc.common.device import resolve_device
+from tmc.common.errors import ConfigError, DataError
+from tmc.common.schema import StrictModel
 
 Sample = tuple[torch.Tensor, int]
 

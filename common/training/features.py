@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from common.tangent import TangentModel
-from common.tangent.split import Features, FrozenSplit, is_per_example, split_frozen
+from tmc.common.tangent import TangentModel
+from tmc.common.tangent.split import Features, FrozenSplit, is_per_example, split_frozen
 
 Sample = tuple[torch.Tensor, int]
 Encoder = Callable[[torch.Tensor], Features | None]

@@ -17,14 +17,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from common.components.delta import Delta
-from common.components.privacy import PrivacyMeta
-from common.device import resolve_device
-from common.errors import DataError
-from common.progress import progress_bar
-from common.tangent.model import TangentModel
-from common.training.config import TrainConfig
-from common.training.features import (
+from tmc.common.components.delta import Delta
+from tmc.common.components.privacy import PrivacyMeta
+from tmc.common.device import resolve_device
+from tmc.common.errors import DataError
+from tmc.common.progress import progress_bar
+from tmc.common.tangent.model import TangentModel
+from tmc.common.training.config import TrainConfig
+from tmc.common.training.features import (
     SuffixOnFeatures,
     TangentOnFeatures,
     batch_to,
@@ -32,7 +32,7 @@ from common.training.features import (
     network_encoder,
     split_for_finetuning,
 )
-from common.training.losses import distance_penalty, task_loss
+from tmc.common.training.losses import distance_penalty, task_loss
 
 Sample = tuple[torch.Tensor, int]
 
@@ -148,7 +148,7 @@ def train_tangent(
 
     With ``config.privacy`` it trains with DP-SGD instead (``common.training.privacy``)."""
     if config.privacy is not None:
-        from common.training.privacy import train_private  # it imports this module
+        from tmc.common.training.privacy import train_private  # it imports this module
 
         return train_private(model, dataset, config, progress=progress, description=description)
     device = resolve_device(config.device)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
-from common.training.config import TrainConfig
+from tmc.common.training.config import TrainConfig
 
 
 def rescaled_square_loss(

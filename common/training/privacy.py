@@ -37,18 +37,18 @@ import torch
 from torch.func import functional_call, grad, vmap
 from torch.utils.data import Dataset, default_collate
 
-from common.components.delta import Delta
-from common.device import resolve_device
-from common.errors import ConfigError, DataError
-from common.progress import progress_bar
-from common.tangent.functional import JvpForward
-from common.tangent.model import TangentModel
-from common.tangent.split import FrozenSplit, split_frozen
-from common.training.accounting import PrivacyPlan, plan_privacy
-from common.training.config import TrainConfig
-from common.training.features import Encoder, encode_dataset, network_encoder
-from common.training.loop import TrainReport, _present_classes, label_histogram
-from common.training.losses import distance_penalty, task_loss
+from tmc.common.components.delta import Delta
+from tmc.common.device import resolve_device
+from tmc.common.errors import ConfigError, DataError
+from tmc.common.progress import progress_bar
+from tmc.common.tangent.functional import JvpForward
+from tmc.common.tangent.model import TangentModel
+from tmc.common.tangent.split import FrozenSplit, split_frozen
+from tmc.common.training.accounting import PrivacyPlan, plan_privacy
+from tmc.common.training.config import TrainConfig
+from tmc.common.training.features import Encoder, encode_dataset, network_encoder
+from tmc.common.training.loop import TrainReport, _present_classes, label_histogram
+from tmc.common.training.losses import distance_penalty, task_loss
 
 PER_EXAMPLE_BYTES = 256 << 20
 """Per-example gradients held at once (examples are taken in chunks that fit)."""

@@ -1,6 +1,6 @@
 """Refuse an image that is not what its build arguments promise (run at the end of a build).
 
-    python check-image.py --torch cpu --imports server.admin.proto,server.federation.app
+    python check-image.py --torch cpu --imports tmc.server.admin.proto,tmc.server.federation.app
 
 ``--torch cpu``: torch must be a CPU build and no ``nvidia-*`` CUDA library may be
 installed (PyPI's Linux torch wheel is the CUDA build, about 4 GB with its libraries: a

@@ -13,9 +13,9 @@ build (``setup.py``) into ``server/admin/_generated/``.
 
 from __future__ import annotations
 
-from server.admin.auth import Authenticator, Principal, create_token, revoke_token
-from server.admin.client import AdminClient, read_token
-from server.admin.errors import (
+from tmc.server.admin.auth import Authenticator, Principal, create_token, revoke_token
+from tmc.server.admin.client import AdminClient, read_token
+from tmc.server.admin.errors import (
     AdminAPIError,
     CredentialsError,
     PermissionDeniedError,
@@ -23,7 +23,7 @@ from server.admin.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
-from server.admin.server import MAX_REQUEST_BYTES, AdminServer, TLSFiles, serve
+from tmc.server.admin.server import MAX_REQUEST_BYTES, AdminServer, TLSFiles, serve
 
 __all__ = [
     "MAX_REQUEST_BYTES",

@@ -35,10 +35,10 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from common.components.component import SHA256_PATTERN, SILO_PATTERN
-from common.files import atomic_write_bytes
-from common.schema import StrictModel
-from server.admin.errors import CredentialsError, UnauthenticatedError
+from tmc.common.components.component import SHA256_PATTERN, SILO_PATTERN
+from tmc.common.files import atomic_write_bytes
+from tmc.common.schema import StrictModel
+from tmc.server.admin.errors import CredentialsError, UnauthenticatedError
 
 _log = logging.getLogger(__name__)
 

@@ -14,18 +14,18 @@ from typing import Any
 
 import grpc
 
-from common.errors import ConfigError, IntegrityError, NotFoundError, RegistryError, TMCError
-from common.files import atomic_write_bytes
-from server.admin import convert
-from server.admin.errors import (
+from tmc.common.errors import ConfigError, IntegrityError, NotFoundError, RegistryError, TMCError
+from tmc.common.files import atomic_write_bytes
+from tmc.server.admin import convert
+from tmc.server.admin.errors import (
     AdminAPIError,
     PermissionDeniedError,
     RequestError,
     UnauthenticatedError,
     UnavailableError,
 )
-from server.admin.proto import pb, pb_grpc
-from server.registry import (
+from tmc.server.admin.proto import pb, pb_grpc
+from tmc.server.registry import (
     AuditEvent,
     ComponentRecord,
     ForgetResult,

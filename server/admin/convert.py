@@ -11,9 +11,9 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from common.components import PrivacyMeta
-from server.admin.proto import pb
-from server.registry import (
+from tmc.common.components import PrivacyMeta
+from tmc.server.admin.proto import pb
+from tmc.server.registry import (
     AuditEvent,
     ComponentRecord,
     ForgetResult,
@@ -22,7 +22,7 @@ from server.registry import (
     SiloSummary,
     SiloTombstone,
 )
-from server.registry.entities import canonical_json
+from tmc.server.registry.entities import canonical_json
 
 
 def timestamp(value: datetime) -> Timestamp:

@@ -8,7 +8,7 @@ exceptions as a caller of the local :class:`~server.registry.Registry`
 
 from __future__ import annotations
 
-from common.errors import AuthError, TMCError
+from tmc.common.errors import AuthError, TMCError
 
 
 class UnauthenticatedError(AuthError):

@@ -14,14 +14,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from common.errors import ConfigError
+from tmc.common.errors import ConfigError
 
 PROTO = Path(__file__).with_name("admin.proto")
 _REBUILD = "run `make install` (or `pip install -e .`) to regenerate it"
 
 
 def _load(name: str) -> ModuleType:
-    module = "server.admin._generated" + (f".{name}" if name else "")
+    module = "tmc.server.admin._generated" + (f".{name}" if name else "")
     try:
         return importlib.import_module(module)
     except ImportError as exc:
@@ -46,7 +46,7 @@ def _check_fresh() -> None:
 _check_fresh()
 _load("admin_pb2")  # fails with the message above when absent or incompatible
 
-from server.admin._generated import admin_pb2 as pb  # noqa: E402
+from tmc.server.admin._generated import admin_pb2 as pb  # noqa: E402
 
 pb_grpc: Any = _load("admin_pb2_grpc")
 

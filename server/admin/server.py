@@ -13,10 +13,10 @@ from typing import Any
 
 import grpc
 
-from common.errors import ConfigError
-from server.admin.auth import Authenticator
-from server.admin.service import RegistryAdminService, add_to_server
-from server.registry import Registry
+from tmc.common.errors import ConfigError
+from tmc.server.admin.auth import Authenticator
+from tmc.server.admin.service import RegistryAdminService, add_to_server
+from tmc.server.registry import Registry
 
 _log = logging.getLogger(__name__)
 

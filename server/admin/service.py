@@ -20,25 +20,25 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 from pydantic import ValidationError
 
-from common.components.component import SHA256_PATTERN, SILO_PATTERN
-from common.errors import AuthError, IntegrityError, NotFoundError, TMCError
-from server.admin import convert
-from server.admin.auth import Authenticator, Principal
-from server.admin.errors import (
+from tmc.common.components.component import SHA256_PATTERN, SILO_PATTERN
+from tmc.common.errors import AuthError, IntegrityError, NotFoundError, TMCError
+from tmc.server.admin import convert
+from tmc.server.admin.auth import Authenticator, Principal
+from tmc.server.admin.errors import (
     CredentialsError,
     PermissionDeniedError,
     RequestError,
     UnauthenticatedError,
 )
-from server.admin.proto import pb, pb_grpc
-from server.registry import (
+from tmc.server.admin.proto import pb, pb_grpc
+from tmc.server.registry import (
     COMPOSITION_KEY,
     Registry,
     RegistryClosedError,
     RegistryLockedError,
     StatusFilter,
 )
-from server.registry.blobs import safetensors_metadata
+from tmc.server.registry.blobs import safetensors_metadata
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -11,16 +11,16 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from client.cli import silo_app
-from server.cli.admin_cmds import admin_app
-from server.cli.data_cmds import data_app
-from server.cli.demo import demo
-from server.cli.model_cmds import compose, evaluate_command, export, forget, predict
-from server.cli.nodes_cmds import nodes_app
-from server.cli.output import EXIT_USAGE, one_line, report_error
-from server.cli.registry_cmds import registry_app
-from server.cli.silo_cmds import readmit
-from server.cli.simulate import simulate_command
+from tmc.client.cli import silo_app
+from tmc.server.cli.admin_cmds import admin_app
+from tmc.server.cli.data_cmds import data_app
+from tmc.server.cli.demo import demo
+from tmc.server.cli.model_cmds import compose, evaluate_command, export, forget, predict
+from tmc.server.cli.nodes_cmds import nodes_app
+from tmc.server.cli.output import EXIT_USAGE, one_line, report_error
+from tmc.server.cli.registry_cmds import registry_app
+from tmc.server.cli.silo_cmds import readmit
+from tmc.server.cli.simulate import simulate_command
 
 
 class _OneLineErrors(TyperGroup):

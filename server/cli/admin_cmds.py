@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from common.errors import ConfigError
-from common.files import atomic_write_bytes
-from server.cli.options import JsonOption
-from server.cli.output import console, emit_json, err_console, handle_errors, table
-from server.registry import Registry
+from tmc.common.errors import ConfigError
+from tmc.common.files import atomic_write_bytes
+from tmc.server.cli.options import JsonOption
+from tmc.server.cli.output import console, emit_json, err_console, handle_errors, table
+from tmc.server.registry import Registry
 
 if TYPE_CHECKING:
-    from server.admin import AdminClient
+    from tmc.server.admin import AdminClient
 
 _log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Remote:
     insecure: bool = False
 
     def client(self) -> AdminClient:
-        from server.admin import AdminClient, read_token
+        from tmc.server.admin import AdminClient, read_token
 
         if self.server is None:
             raise ConfigError("--server is missing")
@@ -122,7 +122,7 @@ def serve_command(
 ) -> None:
     """Serve the admin API until SIGINT or SIGTERM. Needs TLS (--tls-cert, --tls-key)
     unless --insecure is given, and a credentials file (`tmc admin token create`)."""
-    from server.admin import TLSFiles, serve
+    from tmc.server.admin import TLSFiles, serve
 
     with handle_errors(as_json=False):
         if (tls_cert is None) != (tls_key is None):
@@ -186,7 +186,7 @@ def token_create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a token: it is shown once (or written to --out) and only its hash is kept."""
-    from server.admin.auth import create_token, role_for
+    from tmc.server.admin.auth import create_token, role_for
 
     with handle_errors(as_json=as_json):
         role = role_for(operator=operator, silo=silo)
@@ -218,7 +218,7 @@ def token_create(
 @token_app.command("list")
 def token_list(credentials: CredentialsOption, as_json: JsonOption = False) -> None:
     """Tokens by label and role (the tokens themselves are not stored)."""
-    from server.admin.auth import read_credentials
+    from tmc.server.admin.auth import read_credentials
 
     with handle_errors(as_json=as_json):
         entries = read_credentials(credentials).tokens
@@ -245,7 +245,7 @@ def token_revoke(
     as_json: JsonOption = False,
 ) -> None:
     """Remove a token; a running server refuses it from its next call."""
-    from server.admin.auth import revoke_token
+    from tmc.server.admin.auth import revoke_token
 
     with handle_errors(as_json=as_json):
         entry = revoke_token(credentials, label)

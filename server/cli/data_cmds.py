@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from common.data import DatasetSpec, FederatedPartition, PartitionSpec, export_silo
-from common.data.spec import DatasetName
-from server.cli.output import console, emit_json, handle_errors
+from tmc.common.data import DatasetSpec, FederatedPartition, PartitionSpec, export_silo
+from tmc.common.data.spec import DatasetName
+from tmc.server.cli.output import console, emit_json, handle_errors
 
 data_app = typer.Typer(help="Prepare data for silo nodes.", no_args_is_help=True)
 

@@ -17,15 +17,15 @@ from typing import Annotated
 
 import typer
 
-from common.components import compose as compose_components
-from common.data import load_dataset
-from common.federation.config import FederationConfig
-from common.training import Evaluation, evaluate
-from server.cli.output import console, emit_json, err_console, handle_errors, table
-from server.cli.plots import plot_history
-from server.composed import ComposedModel
-from server.federation import RoundSummary, read_history, simulate
-from server.registry import Registry
+from tmc.common.components import compose as compose_components
+from tmc.common.data import load_dataset
+from tmc.common.federation.config import FederationConfig
+from tmc.common.training import Evaluation, evaluate
+from tmc.server.cli.output import console, emit_json, err_console, handle_errors, table
+from tmc.server.cli.plots import plot_history
+from tmc.server.composed import ComposedModel
+from tmc.server.federation import RoundSummary, read_history, simulate
+from tmc.server.registry import Registry
 
 
 def _mean(per_class: dict[int, float], classes: set[int], *, inside: bool) -> float:

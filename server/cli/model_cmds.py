@@ -8,11 +8,11 @@ from typing import Annotated, Any
 import torch
 import typer
 
-from common.data import DatasetSpec, load_dataset
-from common.data.spec import DatasetName
-from common.errors import ConfigError
-from common.training import predict_logits, score_logits
-from server.cli.admin_cmds import (
+from tmc.common.data import DatasetSpec, load_dataset
+from tmc.common.data.spec import DatasetName
+from tmc.common.errors import ConfigError
+from tmc.common.training import predict_logits, score_logits
+from tmc.server.cli.admin_cmds import (
     CaCertOption,
     InsecureOption,
     OptionalRegistryOption,
@@ -21,10 +21,10 @@ from server.cli.admin_cmds import (
     TokenFileOption,
     open_target,
 )
-from server.cli.options import JsonOption, RegistryOption
-from server.cli.output import console, emit_json, handle_errors, table
-from server.composed import ComposedModel, FederationLabels, load_inputs, version_tasks
-from server.registry import Registry
+from tmc.server.cli.options import JsonOption, RegistryOption
+from tmc.server.cli.output import console, emit_json, handle_errors, table
+from tmc.server.composed import ComposedModel, FederationLabels, load_inputs, version_tasks
+from tmc.server.registry import Registry
 
 
 def forget(

@@ -20,8 +20,8 @@ from typing import Annotated, Any, Protocol
 import click
 import typer
 
-from server.cli.options import JsonOption
-from server.cli.output import EXIT_USAGE, console, emit_json, one_line, report_error, table
+from tmc.server.cli.options import JsonOption
+from tmc.server.cli.output import EXIT_USAGE, console, emit_json, one_line, report_error, table
 
 nodes_app = typer.Typer(
     help="SuperNodes registered with the SuperLink, shown by silo name.", no_args_is_help=True

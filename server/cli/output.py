@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from common.errors import TMCError
+from tmc.common.errors import TMCError
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)

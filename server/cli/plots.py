@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers
 import matplotlib.pyplot as plt
 
-from server.federation import RoundSummary
+from tmc.server.federation import RoundSummary
 
 
 def plot_history(rounds: Sequence[RoundSummary], path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from server.cli.admin_cmds import (
+from tmc.server.cli.admin_cmds import (
     CaCertOption,
     InsecureOption,
     OptionalRegistryOption,
@@ -17,11 +17,11 @@ from server.cli.admin_cmds import (
     TokenFileOption,
     open_target,
 )
-from server.cli.options import JsonOption, RegistryOption
-from server.cli.output import EXIT_USAGE, console, emit_json, handle_errors, table
-from server.cli.timeline import current_model, model_events, timeline, version_rows
-from server.federation import RoundSummary, read_history
-from server.registry import Registry
+from tmc.server.cli.options import JsonOption, RegistryOption
+from tmc.server.cli.output import EXIT_USAGE, console, emit_json, handle_errors, table
+from tmc.server.cli.timeline import current_model, model_events, timeline, version_rows
+from tmc.server.federation import RoundSummary, read_history
+from tmc.server.registry import Registry
 
 registry_app = typer.Typer(
     help="Inspect a component registry: components, status, integrity, audit log, rounds.",
@@ -257,7 +257,7 @@ def history(
         events = model_events(opened.audit_log())
         current = current_model(opened)
         if plot is not None:
-            from server.cli.plots import plot_history
+            from tmc.server.cli.plots import plot_history
 
             plot_history(rounds, plot)
         if as_json:

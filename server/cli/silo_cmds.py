@@ -12,9 +12,9 @@ from typing import Annotated
 
 import typer
 
-from common.components.component import SILO_PATTERN
-from common.errors import ConfigError
-from server.cli.admin_cmds import (
+from tmc.common.components.component import SILO_PATTERN
+from tmc.common.errors import ConfigError
+from tmc.server.cli.admin_cmds import (
     CaCertOption,
     InsecureOption,
     OptionalRegistryOption,
@@ -23,9 +23,9 @@ from server.cli.admin_cmds import (
     TokenFileOption,
     open_target,
 )
-from server.cli.options import JsonOption
-from server.cli.output import console, emit_json, handle_errors
-from server.registry import Registry
+from tmc.server.cli.options import JsonOption
+from tmc.server.cli.output import console, emit_json, handle_errors
+from tmc.server.registry import Registry
 
 
 def readmit(

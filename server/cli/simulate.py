@@ -8,15 +8,15 @@ from typing import Annotated
 
 import typer
 
-from common.components import Encoding
-from common.data.spec import DatasetName
-from common.device import resolve_device
-from common.errors import FederationError
-from common.federation.config import FederationConfig
-from common.models.spec import ArchitectureName
-from common.training.config import LossName
-from server.cli.output import EXIT_USAGE, console, emit_json, err_console, handle_errors, table
-from server.federation import RoundSummary, check_continuation, recorded_increments, simulate
+from tmc.common.components import Encoding
+from tmc.common.data.spec import DatasetName
+from tmc.common.device import resolve_device
+from tmc.common.errors import FederationError
+from tmc.common.federation.config import FederationConfig
+from tmc.common.models.spec import ArchitectureName
+from tmc.common.training.config import LossName
+from tmc.server.cli.output import EXIT_USAGE, console, emit_json, err_console, handle_errors, table
+from tmc.server.federation import RoundSummary, check_continuation, recorded_increments, simulate
 
 
 def simulate_command(

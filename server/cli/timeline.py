@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from server.federation import RoundSummary
-from server.registry import AuditEvent, ModelVersion, Registry
+from tmc.server.federation import RoundSummary
+from tmc.server.registry import AuditEvent, ModelVersion, Registry
 
 
 def silos_by_component(registry: Registry) -> dict[str, str]:

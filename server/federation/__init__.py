@@ -1,15 +1,15 @@
 """The Flower ServerApp: rounds over the Grid, silo identities, round history."""
 
-from server.federation.app import app, make_server_app, run_federation
-from server.federation.continuation import (
+from tmc.server.federation.app import app, make_server_app, run_federation
+from tmc.server.federation.continuation import (
     check_continuation,
     continuation_problems,
     recorded_increments,
 )
-from server.federation.history import RoundSummary, read_history
-from server.federation.identity import SiloDirectory
-from server.federation.rounds import Federation
-from server.federation.simulation import simulate
+from tmc.server.federation.history import RoundSummary, read_history
+from tmc.server.federation.identity import SiloDirectory
+from tmc.server.federation.rounds import Federation
+from tmc.server.federation.simulation import simulate
 
 __all__ = [
     "Federation",

@@ -11,10 +11,10 @@ trained on (the silo's folder changed, or it was re-exported with other settings
 
 from __future__ import annotations
 
-from common.data import DataSpec
-from common.errors import TMCError
-from common.federation import Hello, data_problems
-from server.registry import Registry
+from tmc.common.data import DataSpec
+from tmc.common.errors import TMCError
+from tmc.common.federation import Hello, data_problems
+from tmc.server.registry import Registry
 
 
 def refusal(registry: Registry, data: DataSpec, hello: Hello) -> str | None:

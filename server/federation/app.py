@@ -14,14 +14,14 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from common.data import DataSpec, LabeledDataset, load_test_set
-from common.federation.config import FederationConfig
-from common.models import BaseModelSpec, MaterializedBase, from_theta0, materialize
-from server.federation.history import RoundSummary
-from server.federation.logs import stream_project_logs
-from server.federation.rounds import Federation
-from server.registry import BaseRecord, PrivacyFloor, Registry
-from server.registry.sqlite import DB_FILENAME
+from tmc.common.data import DataSpec, LabeledDataset, load_test_set
+from tmc.common.federation.config import FederationConfig
+from tmc.common.models import BaseModelSpec, MaterializedBase, from_theta0, materialize
+from tmc.server.federation.history import RoundSummary
+from tmc.server.federation.logs import stream_project_logs
+from tmc.server.federation.rounds import Federation
+from tmc.server.registry import BaseRecord, PrivacyFloor, Registry
+from tmc.server.registry.sqlite import DB_FILENAME
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 
-from common.data import DataSpec, load_dataset
-from common.federation import PartitionRecord
-from common.federation.config import FederationConfig
-from server.registry import PrivacyFloor, Registry, RegistryMismatchError
-from server.registry.admission import spec_differences
-from server.registry.privacy import shortfall
-from server.registry.sqlite import DB_FILENAME
+from tmc.common.data import DataSpec, load_dataset
+from tmc.common.federation import PartitionRecord
+from tmc.common.federation.config import FederationConfig
+from tmc.server.registry import PrivacyFloor, Registry, RegistryMismatchError
+from tmc.server.registry.admission import spec_differences
+from tmc.server.registry.privacy import shortfall
+from tmc.server.registry.sqlite import DB_FILENAME
 
 
 def simulated_partition(config: FederationConfig) -> PartitionRecord:

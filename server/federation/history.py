@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import Field, ValidationError
 
-from common.schema import StrictModel
+from tmc.common.schema import StrictModel
 
 HISTORY_FILE = "history.jsonl"
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from common.errors import AuthError
-from common.federation import Hello
+from tmc.common.errors import AuthError
+from tmc.common.federation import Hello
 
 
 @dataclass

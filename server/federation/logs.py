@@ -3,8 +3,8 @@
 Flower 1.42 runs the ServerApp in ``flwr-serverapp`` (or ``flwr-simulation``), which
 mirrors that process's stdout and stderr to the SuperLink, where ``flwr run --stream`` and
 ``flwr log`` read them (flwr/supercore/logger.py: ``mirror_output_to_queue``). Flower
-configures only its own ``flwr`` logger there; the project logs through ``server.*`` and
-``common.*`` loggers, which had no handler, so Python dropped their INFO lines and the
+configures only its own ``flwr`` logger there; the project logs through ``tmc.*``
+loggers, which had no handler, so Python dropped their INFO lines and the
 stream showed nothing but Flower's own (often empty) ``INFO :`` lines.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-PROJECT_LOGGERS = ("server", "common", "client")
+PROJECT_LOGGERS = ("tmc",)
 
 
 def stream_project_logs(level: int = logging.INFO) -> bool:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 
-from common.data import DataSpec, LabeledDataset
-from common.errors import FederationError, ProtocolError, TMCError
-from common.federation import (
+from tmc.common.data import DataSpec, LabeledDataset
+from tmc.common.errors import FederationError, ProtocolError, TMCError
+from tmc.common.federation import (
     DELTA,
     EVALUATE,
     HELLO,
@@ -40,14 +40,14 @@ from common.federation import (
     tensors_to_arrays,
     unpack,
 )
-from common.federation.config import FederationConfig
-from common.models import MaterializedBase
-from common.tangent import TangentModel
-from common.training import evaluate
-from server.federation.admission import refusal
-from server.federation.history import Rejection, RoundSummary, append_round, read_history
-from server.federation.identity import SiloDirectory
-from server.registry import PrivacyFloor, Registry, privacy_refusal
+from tmc.common.federation.config import FederationConfig
+from tmc.common.models import MaterializedBase
+from tmc.common.tangent import TangentModel
+from tmc.common.training import evaluate
+from tmc.server.federation.admission import refusal
+from tmc.server.federation.history import Rejection, RoundSummary, append_round, read_history
+from tmc.server.federation.identity import SiloDirectory
+from tmc.server.registry import PrivacyFloor, Registry, privacy_refusal
 
 log = logging.getLogger(__name__)
 

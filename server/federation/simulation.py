@@ -16,11 +16,11 @@ import torch
 from flwr.clientapp import ClientApp
 from flwr.simulation import run_simulation
 
-from client import make_client_app
-from common.errors import ConfigError
-from common.federation.config import FederationConfig
-from server.federation.app import make_server_app
-from server.federation.history import RoundSummary
+from tmc.client import make_client_app
+from tmc.common.errors import ConfigError
+from tmc.common.federation.config import FederationConfig
+from tmc.server.federation.app import make_server_app
+from tmc.server.federation.history import RoundSummary
 
 
 class _HideDeprecation(logging.Filter):

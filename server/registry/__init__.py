@@ -3,8 +3,8 @@
 SQLite (WAL) metadata plus content-addressed safetensors blobs; see ``registry.Registry``.
 """
 
-from server.registry.blobs import BlobStore
-from server.registry.entities import (
+from tmc.server.registry.blobs import BlobStore
+from tmc.server.registry.entities import (
     AuditAction,
     AuditEvent,
     BaseRecord,
@@ -21,7 +21,7 @@ from server.registry.entities import (
     StoreKind,
     VerifyReport,
 )
-from server.registry.errors import (
+from tmc.server.registry.errors import (
     ForgottenComponentError,
     ForgottenSiloError,
     MissingBlobError,
@@ -34,18 +34,18 @@ from server.registry.errors import (
     SchemaVersionError,
     StorageError,
 )
-from server.registry.exporting import (
+from tmc.server.registry.exporting import (
     COMPOSITION_KEY,
     AuditFormat,
     composition_bytes,
     read_composition,
 )
-from server.registry.memory import MemoryMetadataStore
-from server.registry.model_file import model_bytes, model_metadata
-from server.registry.privacy import RELATIVE_TOLERANCE, PrivacyFloor, privacy_refusal
-from server.registry.registry import Registry
-from server.registry.sqlite import SQLiteMetadataStore
-from server.registry.store import MetadataStore
+from tmc.server.registry.memory import MemoryMetadataStore
+from tmc.server.registry.model_file import model_bytes, model_metadata
+from tmc.server.registry.privacy import RELATIVE_TOLERANCE, PrivacyFloor, privacy_refusal
+from tmc.server.registry.registry import Registry
+from tmc.server.registry.sqlite import SQLiteMetadataStore
+from tmc.server.registry.store import MetadataStore
 
 __all__ = [
     "COMPOSITION_KEY",

@@ -16,19 +16,19 @@ from collections.abc import Mapping
 
 import torch
 
-from common.components import Weighting
-from common.data.inputs import DataSpec
-from common.errors import NotFoundError
-from server.registry.entities import (
+from tmc.common.components import Weighting
+from tmc.common.data.inputs import DataSpec
+from tmc.common.errors import NotFoundError
+from tmc.server.registry.entities import (
     BaseRecord,
     PartitionRecord,
     RegistrySettings,
     SiloTombstone,
     utc_now,
 )
-from server.registry.errors import ForgottenSiloError, RegistryMismatchError
-from server.registry.privacy import PrivacyFloor, shortfall
-from server.registry.queries import RegistryReader
+from tmc.server.registry.errors import ForgottenSiloError, RegistryMismatchError
+from tmc.server.registry.privacy import PrivacyFloor, shortfall
+from tmc.server.registry.queries import RegistryReader
 
 
 class AdmissionMixin(RegistryReader):

@@ -28,13 +28,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from common.components import Component, Delta, ExactSum, TangentSchema, component_from_bytes
-from common.components.codec import MAX_HEADER_BYTES
-from common.errors import ComponentError, IntegrityError, RegistryError
-from common.files import atomic_write_bytes
-from common.hashing import tensors_sha256
-from server.registry.entities import canonical_json
-from server.registry.errors import MissingBlobError, StorageError
+from tmc.common.components import Component, Delta, ExactSum, TangentSchema, component_from_bytes
+from tmc.common.components.codec import MAX_HEADER_BYTES
+from tmc.common.errors import ComponentError, IntegrityError, RegistryError
+from tmc.common.files import atomic_write_bytes
+from tmc.common.hashing import tensors_sha256
+from tmc.server.registry.entities import canonical_json
+from tmc.server.registry.errors import MissingBlobError, StorageError
 
 SUFFIX = ".safetensors"
 SUM_KEY = "tmc.sum"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, JsonValue, field_validator
 
-from common.components import (
+from tmc.common.components import (
     Component,
     Encoding,
     PrivacyMeta,
@@ -21,14 +21,14 @@ from common.components import (
     Weighting,
     payload_bytes,
 )
-from common.components.component import SHA256_PATTERN
-from common.data.inputs import DataSpec
-from common.federation.admission import PartitionRecord
-from common.schema import StrictModel
-from server.registry.privacy import PrivacyFloor
+from tmc.common.components.component import SHA256_PATTERN
+from tmc.common.data.inputs import DataSpec
+from tmc.common.federation.admission import PartitionRecord
+from tmc.common.schema import StrictModel
+from tmc.server.registry.privacy import PrivacyFloor
 
 if TYPE_CHECKING:
-    from common.models import MaterializedBase
+    from tmc.common.models import MaterializedBase
 
 SCHEMA_VERSION = 2
 """Version of the registry's metadata layout; a database with a higher one is refused.

@@ -7,7 +7,7 @@ can tell the cases apart.
 
 from __future__ import annotations
 
-from common.errors import IntegrityError, RegistryError
+from tmc.common.errors import IntegrityError, RegistryError
 
 
 class RegistryExistsError(RegistryError):

@@ -19,11 +19,11 @@ from typing import Any, Literal
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from common.components import Delta, Weighting
-from common.errors import ComponentError, RegistryError
-from common.files import atomic_write_bytes
-from server.registry.blobs import safetensors_metadata
-from server.registry.entities import AuditEvent, canonical_json
+from tmc.common.components import Delta, Weighting
+from tmc.common.errors import ComponentError, RegistryError
+from tmc.common.files import atomic_write_bytes
+from tmc.server.registry.blobs import safetensors_metadata
+from tmc.server.registry.entities import AuditEvent, canonical_json
 
 COMPOSITION_KEY = "tmc.composition"
 AuditFormat = Literal["json", "csv"]

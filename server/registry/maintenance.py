@@ -13,18 +13,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.components import ExactSum, component_weight, validate_component
-from common.errors import ComponentError, IntegrityError
-from server.registry.blobs import BlobStore, sha256_hex
-from server.registry.entities import (
+from tmc.common.components import ExactSum, component_weight, validate_component
+from tmc.common.errors import ComponentError, IntegrityError
+from tmc.server.registry.blobs import BlobStore, sha256_hex
+from tmc.server.registry.entities import (
     GENESIS_CHAIN,
     ComponentRecord,
     RegistrySettings,
     VerifyReport,
     chain_hash,
 )
-from server.registry.exporting import composition_bytes
-from server.registry.store import MetadataStore
+from tmc.server.registry.exporting import composition_bytes
+from tmc.server.registry.store import MetadataStore
 
 
 @dataclass

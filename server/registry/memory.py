@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TypeVar
 
-from server.registry.entities import (
+from tmc.server.registry.entities import (
     AuditEvent,
     ComponentRecord,
     ModelVersion,
@@ -22,8 +22,8 @@ from server.registry.entities import (
     StoreKind,
     SumPointer,
 )
-from server.registry.errors import RegistryClosedError
-from server.registry.store import MetadataStore, check_status, matches, sort_key
+from tmc.server.registry.errors import RegistryClosedError
+from tmc.server.registry.store import MetadataStore, check_status, matches, sort_key
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -19,17 +19,17 @@ from typing import Any
 import torch
 from safetensors.torch import save
 
-from common.components import Delta
-from common.data.inputs import DataSpec
-from common.errors import NotFoundError, RegistryError
-from common.standalone.loader import (
+from tmc.common.components import Delta
+from tmc.common.data.inputs import DataSpec
+from tmc.common.errors import NotFoundError, RegistryError
+from tmc.common.standalone.loader import (
     DELTA_PREFIX,
     FORMAT,
     FORMAT_VERSION,
     METADATA_KEY,
     THETA0_PREFIX,
 )
-from server.registry.entities import BaseRecord, ModelVersion, canonical_json
+from tmc.server.registry.entities import BaseRecord, ModelVersion, canonical_json
 
 
 def model_metadata(*, base: BaseRecord, data: DataSpec, version: ModelVersion) -> dict[str, Any]:

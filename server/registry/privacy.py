@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from common.components import PrivacyMeta
-from common.schema import StrictModel
-from common.training import PrivacyConfig
-from common.training.accounting import epsilon
+from tmc.common.components import PrivacyMeta
+from tmc.common.schema import StrictModel
+from tmc.common.training import PrivacyConfig
+from tmc.common.training.accounting import epsilon
 
 RELATIVE_TOLERANCE = 1e-3
 """Slack for ε computed by another version of the accountant (its numerics move the last

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import torch
 
-from common.components import Component, Delta, Weighting
-from common.errors import NotFoundError
-from common.files import atomic_write_bytes
-from common.hashing import tensors_sha256
-from server.registry.blobs import BlobStore, sha256_hex
-from server.registry.entities import (
+from tmc.common.components import Component, Delta, Weighting
+from tmc.common.errors import NotFoundError
+from tmc.common.files import atomic_write_bytes
+from tmc.common.hashing import tensors_sha256
+from tmc.server.registry.blobs import BlobStore, sha256_hex
+from tmc.server.registry.entities import (
     AuditEvent,
     BaseRecord,
     ComponentRecord,
@@ -28,11 +28,11 @@ from server.registry.entities import (
     SiloSummary,
     StatusFilter,
 )
-from server.registry.errors import MissingBlobError, RegistryClosedError
-from server.registry.exporting import AuditFormat, write_audit
-from server.registry.model_file import exportable, model_bytes, require_data
-from server.registry.store import MetadataStore
-from server.registry.summing import Composer
+from tmc.server.registry.errors import MissingBlobError, RegistryClosedError
+from tmc.server.registry.exporting import AuditFormat, write_audit
+from tmc.server.registry.model_file import exportable, model_bytes, require_data
+from tmc.server.registry.store import MetadataStore
+from tmc.server.registry.summing import Composer
 
 
 class RegistryReader:

@@ -22,22 +22,22 @@ from types import TracebackType
 import torch
 from pydantic import ValidationError
 
-from common.components import (
+from tmc.common.components import (
     Component,
     Weighting,
     component_to_bytes,
     validate_component,
 )
-from common.data.inputs import DataSpec
-from common.errors import (
+from tmc.common.data.inputs import DataSpec
+from tmc.common.errors import (
     ConfigError,
     IntegrityError,
     NotFoundError,
     RegistryError,
 )
-from server.registry.admission import AdmissionMixin
-from server.registry.blobs import ensure_private_dir
-from server.registry.entities import (
+from tmc.server.registry.admission import AdmissionMixin
+from tmc.server.registry.blobs import ensure_private_dir
+from tmc.server.registry.entities import (
     AuditEvent,
     BaseRecord,
     ComponentRecord,
@@ -48,19 +48,19 @@ from server.registry.entities import (
     VerifyReport,
     utc_now,
 )
-from server.registry.errors import (
+from tmc.server.registry.errors import (
     ForgottenComponentError,
     ForgottenSiloError,
     PrivacyFloorError,
     RegistryExistsError,
     RegistryIncompleteError,
 )
-from server.registry.maintenance import run_recover, run_verify
-from server.registry.memory import MemoryMetadataStore
-from server.registry.privacy import PrivacyFloor, privacy_refusal
-from server.registry.sqlite import DB_FILENAME, SQLiteMetadataStore
-from server.registry.store import MetadataStore
-from server.registry.summing import Garbage
+from tmc.server.registry.maintenance import run_recover, run_verify
+from tmc.server.registry.memory import MemoryMetadataStore
+from tmc.server.registry.privacy import PrivacyFloor, privacy_refusal
+from tmc.server.registry.sqlite import DB_FILENAME, SQLiteMetadataStore
+from tmc.server.registry.store import MetadataStore
+from tmc.server.registry.summing import Garbage
 
 _log = logging.getLogger(__name__)
 _LAYOUT = (DB_FILENAME, "blobs", "sums", "versions")

@@ -17,9 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common.errors import NotFoundError, RegistryError
-from server.registry import sqlite_rows as convert
-from server.registry.entities import (
+from tmc.common.errors import NotFoundError, RegistryError
+from tmc.server.registry import sqlite_rows as convert
+from tmc.server.registry.entities import (
     SCHEMA_VERSION,
     AuditEvent,
     ComponentRecord,
@@ -30,13 +30,13 @@ from server.registry.entities import (
     StoreKind,
     SumPointer,
 )
-from server.registry.errors import (
+from tmc.server.registry.errors import (
     RegistryClosedError,
     RegistryIncompleteError,
     RegistryLockedError,
     SchemaVersionError,
 )
-from server.registry.store import MetadataStore, check_status
+from tmc.server.registry.store import MetadataStore, check_status
 
 DB_FILENAME = "registry.db"
 _CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from server.registry.entities import (
+from tmc.server.registry.entities import (
     SCHEMA_VERSION,
     AuditEvent,
     ComponentRecord,

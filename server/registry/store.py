@@ -16,8 +16,8 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from common.errors import RegistryError
-from server.registry.entities import (
+from tmc.common.errors import RegistryError
+from tmc.server.registry.entities import (
     GENESIS_CHAIN,
     AuditAction,
     AuditDraft,

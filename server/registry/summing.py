@@ -15,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from common.components import Component, Delta, ExactSum, Weighting, component_weight
-from common.errors import ComponentError, CompositionError, IntegrityError, NotFoundError
-from common.hashing import tensors_sha256
-from server.registry.blobs import BlobStore, sha256_hex
-from server.registry.entities import ComponentRecord, ModelVersion, RegistrySettings, SumPointer
-from server.registry.entities import utc_now as _now
-from server.registry.exporting import composition_bytes
-from server.registry.store import MetadataStore
+from tmc.common.components import Component, Delta, ExactSum, Weighting, component_weight
+from tmc.common.errors import ComponentError, CompositionError, IntegrityError, NotFoundError
+from tmc.common.hashing import tensors_sha256
+from tmc.server.registry.blobs import BlobStore, sha256_hex
+from tmc.server.registry.entities import ComponentRecord, ModelVersion, RegistrySettings, SumPointer
+from tmc.server.registry.entities import utc_now as _now
+from tmc.server.registry.exporting import composition_bytes
+from tmc.server.registry.store import MetadataStore
 
 
 @dataclass

@@ -25,8 +25,8 @@ from bench.accuracy_fedavg import FedAvgJob, make_client_app, make_server_app
 from bench.accuracy_methods import METHODS, LrRun, Outputs
 from bench.accuracy_report import json_summary
 from bench.accuracy_setup import Scenario, carve_validation, prepare
-from common.threads import torch_threads
 from tests.server.federation.fake_grid import FakeGrid, simulated_node
+from tmc.common.threads import torch_threads
 
 TINY = Settings(
     mode="quick",

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.device import resolve_device
-from common.errors import ConfigError
-from common.files import atomic_write_bytes
-from common.hashing import tensors_sha256
+from tmc.common.device import resolve_device
+from tmc.common.errors import ConfigError
+from tmc.common.files import atomic_write_bytes
+from tmc.common.hashing import tensors_sha256
 
 
 def test_device_resolution() -> None:

@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from common.data import DatasetSpec, FederatedPartition, PartitionSpec, export_silo
+from tmc.common.data import DatasetSpec, FederatedPartition, PartitionSpec, export_silo
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ import pytest
 import typer.main
 import yaml
 
-from client.cli import SiloStart
+from tmc.client.cli import SiloStart
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -116,7 +116,7 @@ def test_flower_flags_exist(service: str) -> None:
 
 def _tmc_context(args: list[str]) -> click.Context:
     """Let click parse ``tmc ARGS`` down to the leaf command (no callback runs)."""
-    from server.cli import app
+    from tmc.server.cli import app
 
     group: click.Command = typer.main.get_command(app)
     path = ["tmc"]

@@ -14,8 +14,8 @@ from flwr.proto.control_pb2 import ListNodesResponse, UnregisterNodeResponse
 from flwr.proto.node_pb2 import NodeInfo
 from typer.testing import CliRunner
 
-from server.cli import app, nodes_cmds
-from server.cli.nodes_cmds import NodesError, list_nodes, node_of
+from tmc.server.cli import app, nodes_cmds
+from tmc.server.cli.nodes_cmds import NodesError, list_nodes, node_of
 
 
 class FakeControl:

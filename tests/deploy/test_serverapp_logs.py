@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from flwr.common.logger import console_handler
 
-from server.federation.logs import PROJECT_LOGGERS, stream_project_logs
+from tmc.server.federation.logs import PROJECT_LOGGERS, stream_project_logs
 
 
 @contextlib.contextmanager
@@ -39,7 +39,7 @@ def test_round_lines_reach_flowers_stream(monkeypatch: pytest.MonkeyPatch) -> No
     with bare_logging():
         assert stream_project_logs()
         assert stream_project_logs()  # idempotent: one handler, one line per record
-        logging.getLogger("server.federation.rounds").info("round %d: %d silos train", 1, 3)
+        logging.getLogger("tmc.server.federation.rounds").info("round %d: %d silos train", 1, 3)
     lines = [line for line in stream.getvalue().splitlines() if line.strip()]
     assert len(lines) == 1
     assert lines[0].endswith("round 1: 3 silos train")
@@ -51,8 +51,8 @@ def test_a_configured_process_keeps_its_own_setup(monkeypatch: pytest.MonkeyPatc
     handler = logging.NullHandler()
     root.addHandler(handler)
     try:
-        before = logging.getLogger("server").handlers[:]
+        before = logging.getLogger("tmc.server").handlers[:]
         assert not stream_project_logs()
-        assert logging.getLogger("server").handlers == before
+        assert logging.getLogger("tmc.server").handlers == before
     finally:
         root.removeHandler(handler)

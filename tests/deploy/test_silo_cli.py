@@ -10,10 +10,10 @@ import pytest
 from flwr.common.config import parse_config_args
 from typer.testing import CliRunner
 
-from client.cli import SiloStart, check, node_config, supernode_argv
-from common.errors import ConfigError, DataError
-from server.cli import app
 from tests.images import write_images
+from tmc.client.cli import SiloStart, check, node_config, supernode_argv
+from tmc.common.errors import ConfigError, DataError
+from tmc.server.cli import app
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import grpc
 
-from server.registry import Registry
 from tests.processes import (
     Managed,
     ProcessError,
@@ -22,6 +21,7 @@ from tests.processes import (
     free_port,
     wait_for_port,
 )
+from tmc.server.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

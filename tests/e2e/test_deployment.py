@@ -31,7 +31,6 @@ from pathlib import Path
 import grpc
 import pytest
 
-from server.registry import Registry
 from tests.e2e.deployment import (
     HOST,
     INTRUDER,
@@ -58,6 +57,7 @@ from tests.processes import (
     wait_for_port,
     wait_until,
 )
+from tmc.server.registry import Registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 

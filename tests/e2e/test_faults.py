@@ -19,8 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from common.models import MaterializedBase
-from server.registry import Registry
 from tests.e2e.deployment import (
     REPO,
     Layout,
@@ -33,6 +31,8 @@ from tests.e2e.deployment import (
     tool,
 )
 from tests.processes import Managed, Processes, command_line, free_port, tagged, wait_until
+from tmc.common.models import MaterializedBase
+from tmc.server.registry import Registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
 

@@ -8,8 +8,8 @@ import os
 import random
 from pathlib import Path
 
-from server.registry import Registry
 from tests.server.registry.registry_helpers import make_component
+from tmc.server.registry import Registry
 
 
 def churn(root: str, acks: str, seed: int) -> None:

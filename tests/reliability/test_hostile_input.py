@@ -15,19 +15,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save
 
-from client.node import NodeSettings
-from common.components import (
+from tests.server.registry.registry_helpers import BASE_SHA, SHAPES, make_base, make_component
+from tmc.client.node import NodeSettings
+from tmc.common.components import (
     Component,
     ComponentMeta,
     Delta,
     component_from_bytes,
     component_to_bytes,
 )
-from common.errors import ComponentError, ConfigError, TMCError
-from common.federation import DELTA, REPLY, component_from_content
-from common.federation.config import FederationConfig
-from server.registry import Registry
-from tests.server.registry.registry_helpers import BASE_SHA, SHAPES, make_base, make_component
+from tmc.common.errors import ComponentError, ConfigError, TMCError
+from tmc.common.federation import DELTA, REPLY, component_from_content
+from tmc.common.federation.config import FederationConfig
+from tmc.server.registry import Registry
 
 FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from common.components import compose
-from server.registry import Registry, StorageError
 from tests.reliability.crash_worker import churn
 from tests.server.registry.registry_helpers import make_base, make_component
+from tmc.common.components import compose
+from tmc.server.registry import Registry, StorageError
 
 KILLS = 12
 

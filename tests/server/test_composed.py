@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from common.data import InMemoryDataset
-from common.data.inputs import DataSpec, InputSpec
-from common.errors import DataError
-from server.composed import FederationLabels, load_inputs
+from tmc.common.data import InMemoryDataset
+from tmc.common.data.inputs import DataSpec, InputSpec
+from tmc.common.errors import DataError
+from tmc.server.composed import FederationLabels, load_inputs
 
 FEDERATION = DataSpec(classes=("cat", "dog", "eel"), input=InputSpec(channels=1, size=4))
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save
 
-from common.components import (
+from tmc.common.components import (
     Component,
     ComponentMeta,
     Delta,
@@ -20,7 +20,7 @@ from common.components import (
     save_component,
     validate_component,
 )
-from common.errors import (
+from tmc.common.errors import (
     BaseMismatchError,
     ComponentError,
     ComponentSchemaError,

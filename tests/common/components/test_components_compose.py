@@ -10,11 +10,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.components import Component, ComponentMeta, Delta, ExactSum, compose
-from common.errors import CompositionError
-from common.models import MaterializedBase
-from common.tangent import TangentModel
 from tests.helpers import random_delta
+from tmc.common.components import Component, ComponentMeta, Delta, ExactSum, compose
+from tmc.common.errors import CompositionError
+from tmc.common.models import MaterializedBase
+from tmc.common.tangent import TangentModel
 
 BASE = "ab" * 32
 SHAPES = {"w": (6, 5), "b": (7,)}

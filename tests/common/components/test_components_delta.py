@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from common.components import Delta, weighted_sum
-from common.errors import ComponentSchemaError, CompositionError
+from tmc.common.components import Delta, weighted_sum
+from tmc.common.errors import ComponentSchemaError, CompositionError
 
 
 def _delta(seed: int, shapes: dict[str, tuple[int, ...]] | None = None) -> Delta:

@@ -11,7 +11,8 @@ import pytest
 import torch
 from safetensors.torch import save
 
-from common.components import (
+from tests.helpers import random_delta
+from tmc.common.components import (
     ENCODINGS,
     Component,
     ComponentMeta,
@@ -27,11 +28,10 @@ from common.components import (
     payload_bytes,
     validate_component,
 )
-from common.components.codec import META_KEY
-from common.errors import ComponentError
-from common.models import MaterializedBase
-from server.registry import BaseRecord, Registry
-from tests.helpers import random_delta
+from tmc.common.components.codec import META_KEY
+from tmc.common.errors import ComponentError
+from tmc.common.models import MaterializedBase
+from tmc.server.registry import BaseRecord, Registry
 
 SHAPES = {"conv.weight": (6, 3, 3, 3), "conv.bias": (6,), "fc.weight": (4, 24)}
 

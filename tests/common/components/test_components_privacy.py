@@ -11,7 +11,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from common.components import (
+from tmc.common.components import (
     Component,
     ComponentMeta,
     Delta,
@@ -19,8 +19,8 @@ from common.components import (
     load_component,
     save_component,
 )
-from common.errors import ProtocolError
-from common.federation import REPLY, component_from_content, component_to_content
+from tmc.common.errors import ProtocolError
+from tmc.common.federation import REPLY, component_from_content, component_to_content
 
 PRIVACY = PrivacyMeta(
     epsilon=3.0,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from common.data import DatasetSpec, load_dataset, mnist5k
-from common.errors import DataError
+from tmc.common.data import DatasetSpec, load_dataset, mnist5k
+from tmc.common.errors import DataError
 
 
 def _installed() -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.data import (
+from tmc.common.data import (
     DatasetSpec,
     FederatedPartition,
     LabeledDataset,
@@ -15,7 +15,7 @@ from common.data import (
     public_private_split,
     silo_classes,
 )
-from common.errors import ConfigError
+from tmc.common.errors import ConfigError
 
 DIGITS = DatasetSpec(name="digits")
 

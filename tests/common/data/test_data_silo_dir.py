@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from common.data import (
+from tmc.common.data import (
     DATA_FILE,
     MANIFEST_FILE,
     DatasetSpec,
@@ -21,7 +21,7 @@ from common.data import (
     load_silo_dir,
     tensors,
 )
-from common.errors import DataError
+from tmc.common.errors import DataError
 
 
 @pytest.fixture(scope="module")

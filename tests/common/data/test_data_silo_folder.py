@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from common.data import DataSpec, InputSpec, fingerprint, prepare_image, scan_silo_folder
-from common.data.dataset_inputs import folder_input
-from common.errors import DataError
-from common.federation import data_problems
 from tests.images import write_images
+from tmc.common.data import DataSpec, InputSpec, fingerprint, prepare_image, scan_silo_folder
+from tmc.common.data.dataset_inputs import folder_input
+from tmc.common.errors import DataError
+from tmc.common.federation import data_problems
 
 FEDERATION = DataSpec(
     classes=("bird", "cat", "dog", "fish"), input=folder_input(channels=3, size=8)

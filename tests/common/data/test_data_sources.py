@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.data import (
+from tmc.common.data import (
     DIGITS_TEST_SIZE,
     DatasetSpec,
     InMemoryDataset,
@@ -21,8 +21,8 @@ from common.data import (
     load_dataset,
     tensors,
 )
-from common.data.torchvision_sources import CIFAR10_MEAN, CIFAR10_STD
-from common.errors import DataError
+from tmc.common.data.torchvision_sources import CIFAR10_MEAN, CIFAR10_STD
+from tmc.common.errors import DataError
 
 ImageTree = Callable[[dict[str, int]], Path]
 

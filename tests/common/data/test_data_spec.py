@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from common.data import DatasetSpec, PartitionSpec, SplitSpec
-from common.errors import ConfigError
+from tmc.common.data import DatasetSpec, PartitionSpec, SplitSpec
+from tmc.common.errors import ConfigError
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "imagefolder"])

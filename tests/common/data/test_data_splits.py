@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.data import (
+from tmc.common.data import (
     SplitSpec,
     label_histogram,
     public_private_split,
@@ -15,7 +15,7 @@ from common.data import (
     split_increments,
     split_silos,
 )
-from common.errors import ConfigError, DataError
+from tmc.common.errors import ConfigError, DataError
 
 SPLITS = [SplitSpec.parse(text) for text in ("class", "iid", "dirichlet:0.5")]
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.errors import ConfigError, ModelError
-from common.models import BaseModelSpec, PackagedWeights, efficientnet_lite0, materialize
-from common.models import weights as weights_module
-from common.models.efficientnet_lite import from_published, published_key_map
-from common.models.zoo import EFFICIENTNET_LITE0_IMAGENET, get_architecture
+from tmc.common.errors import ConfigError, ModelError
+from tmc.common.models import BaseModelSpec, PackagedWeights, efficientnet_lite0, materialize
+from tmc.common.models import weights as weights_module
+from tmc.common.models.efficientnet_lite import from_published, published_key_map
+from tmc.common.models.zoo import EFFICIENTNET_LITE0_IMAGENET, get_architecture
 
 
 def _installed() -> bool:

@@ -9,9 +9,9 @@ import torch
 from pydantic import ValidationError
 from safetensors.torch import save_file
 
-from common.errors import ConfigError, ModelError
-from common.hashing import tensors_sha256
-from common.models import (
+from tmc.common.errors import ConfigError, ModelError
+from tmc.common.hashing import tensors_sha256
+from tmc.common.models import (
     BaseModelSpec,
     FileWeights,
     MaterializedBase,
@@ -20,8 +20,8 @@ from common.models import (
     from_theta0,
     materialize,
 )
-from common.models.materialize import spec_sha256
-from common.models.weights import file_sha256
+from tmc.common.models.materialize import spec_sha256
+from tmc.common.models.weights import file_sha256
 
 
 def test_spec_validation_names_the_problem() -> None:

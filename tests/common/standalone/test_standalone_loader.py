@@ -19,17 +19,17 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save
 from typer.testing import CliRunner
 
-import common.standalone.loader as loader_module
-from common.components import Delta
-from common.data.inputs import DataSpec, InputSpec, prepare_image
-from common.hashing import tensors_sha256
-from common.models import BaseModelSpec, MaterializedBase, SmallCNN, build_network, materialize
-from common.standalone import METADATA_KEY, ModelFileError, load, preprocess, read_npy
-from common.tangent import TangentModel
-from server.cli import app
-from server.registry import BaseRecord, ModelVersion, model_bytes
+import tmc.common.standalone.loader as loader_module
 from tests.helpers import randomize_batchnorm
 from tests.registries import digits_registry
+from tmc.common.components import Delta
+from tmc.common.data.inputs import DataSpec, InputSpec, prepare_image
+from tmc.common.hashing import tensors_sha256
+from tmc.common.models import BaseModelSpec, MaterializedBase, SmallCNN, build_network, materialize
+from tmc.common.standalone import METADATA_KEY, ModelFileError, load, preprocess, read_npy
+from tmc.common.tangent import TangentModel
+from tmc.server.cli import app
+from tmc.server.registry import BaseRecord, ModelVersion, model_bytes
 
 REPO = Path(__file__).resolve().parents[3]
 LOADER = Path(loader_module.__file__)
@@ -40,7 +40,8 @@ runner = CliRunner()
 # torch does not need, or safetensors fails, so the loader can only use what it claims.
 _BLOCKER = """
 import runpy, sys
-BLOCKED = {"common", "server", "client", "bench", "tests", "safetensors", "numpy", "pydantic"}
+BLOCKED = {"tmc", "common", "server", "client", "bench", "tests", "safetensors", "numpy",
+           "pydantic"}
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:

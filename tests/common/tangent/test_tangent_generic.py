@@ -16,9 +16,9 @@ import torchvision
 from torch import nn
 from torch.func import functional_call, vjp
 
-from common.models import efficientnet_lite0
-from common.tangent import PathName, TangentModel
 from tests.helpers import randomize_batchnorm
+from tmc.common.models import efficientnet_lite0
+from tmc.common.tangent import PathName, TangentModel
 
 
 def _mobilenet() -> nn.Module:

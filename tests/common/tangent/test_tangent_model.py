@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from common.errors import ComponentSchemaError, TangentError
-from common.models import BaseModelSpec, MaterializedBase, materialize
-from common.tangent import PathChoice, TangentModel, jvp_forward, jvp_forward_dual
 from tests.helpers import random_delta, randomize_batchnorm
+from tmc.common.errors import ComponentSchemaError, TangentError
+from tmc.common.models import BaseModelSpec, MaterializedBase, materialize
+from tmc.common.tangent import PathChoice, TangentModel, jvp_forward, jvp_forward_dual
 
 CASES = [
     ("small-cnn", 1, 8, "full"),

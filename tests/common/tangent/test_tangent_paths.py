@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.models import BaseModelSpec, MaterializedBase, materialize
-from common.tangent import TangentModel, jvp_forward, jvp_forward_dual
-from common.tangent.fusion import FusedConvBatchNorm
 from tests.helpers import random_delta, randomize_batchnorm
+from tmc.common.models import BaseModelSpec, MaterializedBase, materialize
+from tmc.common.tangent import TangentModel, jvp_forward, jvp_forward_dual
+from tmc.common.tangent.fusion import FusedConvBatchNorm
 
 ATOL = 1e-5
 

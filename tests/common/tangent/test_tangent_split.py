@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torchvision
 
-from common.models import efficientnet_lite0
-from common.tangent.split import classify, split_frozen
+from tmc.common.models import efficientnet_lite0
+from tmc.common.tangent.split import classify, split_frozen
 
 
 def test_resnet_split_recomposes_and_keeps_parameter_names() -> None:

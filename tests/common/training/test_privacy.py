@@ -7,15 +7,15 @@ import math
 import pytest
 import torch
 
-from common.data import DatasetSpec, FederatedPartition, PartitionSpec
-from common.errors import ConfigError
-from common.models import BaseModelSpec, MaterializedBase, materialize
-from common.tangent import TangentModel
-from common.tangent.split import split_frozen
-from common.training import PrivacyConfig, TrainConfig, digits_preset, task_loss, train_tangent
-from common.training.accounting import epsilon, noise_for_epsilon, plan_privacy
-from common.training.privacy import add_noise, clipped_sum, linearised, per_example_gradients
 from tests.helpers import randomize_batchnorm
+from tmc.common.data import DatasetSpec, FederatedPartition, PartitionSpec
+from tmc.common.errors import ConfigError
+from tmc.common.models import BaseModelSpec, MaterializedBase, materialize
+from tmc.common.tangent import TangentModel
+from tmc.common.tangent.split import split_frozen
+from tmc.common.training import PrivacyConfig, TrainConfig, digits_preset, task_loss, train_tangent
+from tmc.common.training.accounting import epsilon, noise_for_epsilon, plan_privacy
+from tmc.common.training.privacy import add_noise, clipped_sum, linearised, per_example_gradients
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from common.data import DatasetSpec, FederatedPartition, PartitionSpec
-from common.errors import ConfigError, DataError
-from common.models import MaterializedBase
-from common.tangent import TangentModel
-from common.training import (
+from tmc.common.data import DatasetSpec, FederatedPartition, PartitionSpec
+from tmc.common.errors import ConfigError, DataError
+from tmc.common.models import MaterializedBase
+from tmc.common.tangent import TangentModel
+from tmc.common.training import (
     OutputEnsemble,
     TrainConfig,
     digits_preset,
@@ -92,7 +92,7 @@ def test_nonlinear_baseline_trains_only_the_named_parameters(
 def test_empty_shard_is_refused(
     digits_base: MaterializedBase, partition: FederatedPartition
 ) -> None:
-    from common.data import Shard
+    from tmc.common.data import Shard
 
     model = TangentModel(digits_base.network, digits_base.tangent_names)
     with pytest.raises(DataError, match="empty"):

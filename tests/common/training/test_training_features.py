@@ -9,12 +9,12 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from common.data import DatasetSpec, Shard, load_dataset
-from common.models import MaterializedBase
-from common.models.zoo import tangent_parameter_names
-from common.tangent import PathChoice, TangentModel
-from common.training import TrainConfig, finetune, train_tangent
-from common.training.features import encode_dataset
+from tmc.common.data import DatasetSpec, Shard, load_dataset
+from tmc.common.models import MaterializedBase
+from tmc.common.models.zoo import tangent_parameter_names
+from tmc.common.tangent import PathChoice, TangentModel
+from tmc.common.training import TrainConfig, finetune, train_tangent
+from tmc.common.training.features import encode_dataset
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_cache_larger_than_its_budget_is_refused(
 
 
 def test_loss_on_present_classes_ignores_the_others() -> None:
-    from common.training import task_loss
+    from tmc.common.training import task_loss
 
     labels = torch.tensor([1, 3])
     logits = torch.tensor([[0.0, 2.0, 9.0, 1.0], [5.0, 0.0, -7.0, 3.0]])

@@ -10,8 +10,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from deploy.credentials import new_ca, pem_private_key, server_certificate
-from server.registry import Registry
 from tests.server.registry.registry_helpers import make_base, make_component
+from tmc.server.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from server.admin import AdminClient, AdminServer, TLSFiles, create_token, serve
 from tests.server.admin.admin_helpers import Pki, make_pki, populate
+from tmc.server.admin import AdminClient, AdminServer, TLSFiles, create_token, serve
 
 SILOS = 6
 PER_SILO = 2

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from common.components import compose
-from server.admin import AdminServer, PermissionDeniedError, revoke_token
-from server.admin.errors import UnauthenticatedError
-from server.registry import Registry, read_composition
 from tests.server.admin.admin_helpers import snapshot
 from tests.server.admin.conftest import PER_SILO, SILOS, ClientFactory, Tokens
 from tests.server.registry.registry_helpers import make_component
+from tmc.common.components import compose
+from tmc.server.admin import AdminServer, PermissionDeniedError, revoke_token
+from tmc.server.admin.errors import UnauthenticatedError
+from tmc.server.registry import Registry, read_composition
 
 
 def test_list_status_export_equal_the_local_registry(
@@ -56,7 +56,7 @@ def test_export_to_a_file_is_private_and_audited(
 def test_export_streams_in_chunks(
     root: Path, tokens: Tokens, connect: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("server.admin.service.CHUNK_BYTES", 100)
+    monkeypatch.setattr("tmc.server.admin.service.CHUNK_BYTES", 100)
     with Registry.open(root, actor="test") as local:
         assert connect(tokens.operator).export_bytes() == local.export_bytes()
 

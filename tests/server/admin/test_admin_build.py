@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import ConfigError
-from server.admin import proto
-from server.admin.proto import pb
+from tmc.common.errors import ConfigError
+from tmc.server.admin import proto
+from tmc.server.admin.proto import pb
 
 PROJECT = Path(__file__).resolve().parents[3]
 
 
 def test_generated_code_matches_the_proto() -> None:
-    import server.admin._generated as generated
+    import tmc.server.admin._generated as generated
 
     assert hashlib.sha256(proto.PROTO.read_bytes()).hexdigest() == generated.PROTO_SHA256
     service = pb.DESCRIPTOR.services_by_name["RegistryAdmin"]

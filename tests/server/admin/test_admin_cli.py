@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from common.models import MaterializedBase
-from server.admin import AdminClient, AdminServer
-from server.cli import app
-from server.registry import Registry
 from tests.registries import digits_registry
 from tests.server.admin.admin_helpers import Pki, snapshot
 from tests.server.admin.conftest import Tokens, serving
+from tmc.common.models import MaterializedBase
+from tmc.server.admin import AdminClient, AdminServer
+from tmc.server.cli import app
+from tmc.server.registry import Registry
 
 PROJECT = Path(__file__).resolve().parents[3]
 runner = CliRunner()

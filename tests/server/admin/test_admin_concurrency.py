@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from common.components import compose
-from server.admin import create_token
-from server.registry import ComponentRecord, ForgetResult, Registry
 from tests.server.admin.admin_helpers import populate
 from tests.server.admin.conftest import ClientFactory, Tokens
 from tests.server.registry.registry_helpers import make_component
+from tmc.common.components import compose
+from tmc.server.admin import create_token
+from tmc.server.registry import ComponentRecord, ForgetResult, Registry
 
 CLIENTS = 20
 SILOS = 24  # four silos are never forgotten

@@ -12,8 +12,10 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 
-from common.errors import ConfigError, NotFoundError
-from server.admin import (
+from tests.server.admin.admin_helpers import Pki, snapshot
+from tests.server.admin.conftest import ClientFactory, Tokens
+from tmc.common.errors import ConfigError, NotFoundError
+from tmc.server.admin import (
     AdminClient,
     AdminServer,
     CredentialsError,
@@ -25,9 +27,7 @@ from server.admin import (
     create_token,
     serve,
 )
-from server.admin.proto import pb, pb_grpc
-from tests.server.admin.admin_helpers import Pki, snapshot
-from tests.server.admin.conftest import ClientFactory, Tokens
+from tmc.server.admin.proto import pb, pb_grpc
 
 Code = grpc.StatusCode
 

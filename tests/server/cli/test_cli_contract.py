@@ -10,13 +10,13 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from common.components import Component, ComponentMeta, Delta
-from common.data import DatasetSpec
-from common.data.dataset_inputs import dataset_data_spec
-from common.models import MaterializedBase
-from server.cli import app
-from server.registry import BaseRecord, Registry
 from tests.helpers import random_delta
+from tmc.common.components import Component, ComponentMeta, Delta
+from tmc.common.data import DatasetSpec
+from tmc.common.data.dataset_inputs import dataset_data_spec
+from tmc.common.models import MaterializedBase
+from tmc.server.cli import app
+from tmc.server.registry import BaseRecord, Registry
 
 runner = CliRunner()
 

@@ -12,15 +12,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from common.data import DatasetSpec, load_dataset
-from common.models import MaterializedBase
-from server.cli import app
-from server.composed import ComposedModel
-from server.federation import RoundSummary
-from server.federation.history import append_round
-from server.registry import Registry
-from server.registry.blobs import sha256_hex
 from tests.registries import add_components, digits_registry
+from tmc.common.data import DatasetSpec, load_dataset
+from tmc.common.models import MaterializedBase
+from tmc.server.cli import app
+from tmc.server.composed import ComposedModel
+from tmc.server.federation import RoundSummary
+from tmc.server.federation.history import append_round
+from tmc.server.registry import Registry
+from tmc.server.registry.blobs import sha256_hex
 
 runner = CliRunner()
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from flwr.supercore.task_identity import TaskIdentity
 
-from client import make_client_app
-from common.federation.config import FederationConfig
 from tests.server.federation.fake_grid import FakeGrid, simulated_node
+from tmc.client import make_client_app
+from tmc.common.federation.config import FederationConfig
 
 
 @pytest.fixture(autouse=True)

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from client import make_client_app
-from common.data import DatasetSpec, FederatedPartition, PartitionSpec, export_silo
-from common.federation.config import FederationConfig
-from common.models import MaterializedBase, materialize
-from server.federation import Federation, RoundSummary
-from server.registry import BaseRecord, Registry
 from tests.images import write_images
 from tests.server.federation.fake_grid import FakeGrid, FakeNode, simulated_node
+from tmc.client import make_client_app
+from tmc.common.data import DatasetSpec, FederatedPartition, PartitionSpec, export_silo
+from tmc.common.federation.config import FederationConfig
+from tmc.common.models import MaterializedBase, materialize
+from tmc.server.federation import Federation, RoundSummary
+from tmc.server.registry import BaseRecord, Registry
 
 CLASSES = "bird,cat,dog,fish"
 
@@ -91,7 +91,7 @@ def test_own_folders_train_and_misfits_are_refused_with_reasons(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     config = _config(tmp_path)
-    caplog.set_level(logging.ERROR, logger="client.app")
+    caplog.set_level(logging.ERROR, logger="tmc.client.app")
     summary = _run(config, _grid(config, tmp_path, folders), image_base)
     assert summary.accepted_silos == ("silo-a", "silo-b")
     reasons = {r.silo: r.reason for r in summary.rejected}

@@ -10,11 +10,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from common.federation.config import FederationConfig
-from server.cli import app
-from server.federation import continuation_problems, recorded_increments
-from server.federation.continuation import simulated_partition
-from server.registry import BaseRecord, PrivacyFloor, Registry
+from tmc.common.federation.config import FederationConfig
+from tmc.server.cli import app
+from tmc.server.federation import continuation_problems, recorded_increments
+from tmc.server.federation.continuation import simulated_partition
+from tmc.server.registry import BaseRecord, PrivacyFloor, Registry
 
 runner = CliRunner()
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from server.registry import Registry
 from tests.processes import Processes, free_port, wait_for_port
+from tmc.server.registry import Registry
 
 pytestmark = pytest.mark.integration
 

@@ -10,14 +10,14 @@ from collections.abc import Callable
 import pytest
 from flwr.app import Message
 
-from common.components import compose
-from common.federation.config import FederationConfig
-from common.federation.messages import REPLY
-from common.models import MaterializedBase
-from server.federation.app import run_federation
-from server.registry import PrivacyFloor, Registry, RegistryMismatchError
 from tests.server.federation.fake_grid import FakeGrid
 from tests.server.federation.test_rounds import _run
+from tmc.common.components import compose
+from tmc.common.federation.config import FederationConfig
+from tmc.common.federation.messages import REPLY
+from tmc.common.models import MaterializedBase
+from tmc.server.federation.app import run_federation
+from tmc.server.registry import PrivacyFloor, Registry, RegistryMismatchError
 
 
 def test_dp_epsilon_records_epsilon_per_component(

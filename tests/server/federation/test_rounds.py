@@ -8,14 +8,14 @@ from collections.abc import Callable
 import torch
 from flwr.app import Message, RecordDict
 
-from common.components import compose, dense_bytes
-from common.data import load_test_set
-from common.federation import DELTA, REPLY, THETA0
-from common.federation.config import FederationConfig
-from common.models import MaterializedBase
-from server.federation import Federation, read_history
-from server.registry import BaseRecord, Registry
 from tests.server.federation.fake_grid import FakeGrid
+from tmc.common.components import compose, dense_bytes
+from tmc.common.data import load_test_set
+from tmc.common.federation import DELTA, REPLY, THETA0
+from tmc.common.federation.config import FederationConfig
+from tmc.common.models import MaterializedBase
+from tmc.server.federation import Federation, read_history
+from tmc.server.registry import BaseRecord, Registry
 
 
 def _run(config: FederationConfig, grid: FakeGrid, base: MaterializedBase) -> Registry:

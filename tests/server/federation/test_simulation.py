@@ -10,16 +10,16 @@ import pytest
 from flwr.app import Array, Context, Message
 from flwr.clientapp import ClientApp
 
-from client import make_client_app
-from common.components import compose
-from common.data import load_dataset
-from common.federation import DELTA, REPLY
-from common.federation.config import FederationConfig
-from common.models import materialize
-from common.tangent import TangentModel
-from common.training import evaluate
-from server.federation import RoundSummary, simulate
-from server.registry import Registry
+from tmc.client import make_client_app
+from tmc.common.components import compose
+from tmc.common.data import load_dataset
+from tmc.common.federation import DELTA, REPLY
+from tmc.common.federation.config import FederationConfig
+from tmc.common.models import materialize
+from tmc.common.tangent import TangentModel
+from tmc.common.training import evaluate
+from tmc.server.federation import RoundSummary, simulate
+from tmc.server.registry import Registry
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from server.registry import BaseRecord, Registry
-from server.registry.entities import StoreKind
 from tests.server.registry.registry_helpers import make_base
+from tmc.server.registry import BaseRecord, Registry
+from tmc.server.registry.entities import StoreKind
 
 
 @pytest.fixture

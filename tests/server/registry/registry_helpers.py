@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from common.components import Component, ComponentMeta, Delta
-from server.registry import BaseRecord, Registry
+from tmc.common.components import Component, ComponentMeta, Delta
+from tmc.server.registry import BaseRecord, Registry
 
 BASE_SHA = "0" * 64
 OTHER_SHA = "1" * 64

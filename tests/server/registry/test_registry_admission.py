@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.data import DataSpec, InputSpec, PartitionSpec
-from common.errors import IntegrityError, NotFoundError
-from common.federation import PartitionRecord
-from common.hashing import tensors_sha256
-from server.registry import (
+from tests.server.registry.registry_helpers import make_base, make_component
+from tmc.common.data import DataSpec, InputSpec, PartitionSpec
+from tmc.common.errors import IntegrityError, NotFoundError
+from tmc.common.federation import PartitionRecord
+from tmc.common.hashing import tensors_sha256
+from tmc.server.registry import (
     BaseRecord,
     ForgottenSiloError,
     Registry,
     RegistryMismatchError,
 )
-from tests.server.registry.registry_helpers import make_base, make_component
 
 DATA = DataSpec(classes=("cat", "dog"), input=InputSpec(channels=3, size=8))
 

@@ -9,8 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.components import Component, ComponentMeta, Delta
-from common.errors import (
+from tests.server.registry.registry_helpers import (
+    BASE_SHA,
+    OTHER_SHA,
+    SHAPES,
+    make_base,
+    make_component,
+    make_delta,
+)
+from tmc.common.components import Component, ComponentMeta, Delta
+from tmc.common.errors import (
     BaseMismatchError,
     ComponentError,
     ComponentSchemaError,
@@ -19,21 +27,13 @@ from common.errors import (
     NotFoundError,
     RegistryError,
 )
-from server.registry import (
+from tmc.server.registry import (
     BaseRecord,
     ForgottenComponentError,
     Registry,
     RegistryClosedError,
     RegistryExistsError,
     RegistryMismatchError,
-)
-from tests.server.registry.registry_helpers import (
-    BASE_SHA,
-    OTHER_SHA,
-    SHAPES,
-    make_base,
-    make_component,
-    make_delta,
 )
 
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from common.components import compose
-from server.registry import BaseRecord, Registry
 from tests.server.registry.registry_helpers import (
     add_worker,
     churn_worker,
     kill,
     make_component,
 )
+from tmc.common.components import compose
+from tmc.server.registry import BaseRecord, Registry
 
 
 def _run_threads(target: object, count: int) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from common.components import Component, compose
-from server.registry import BaseRecord, BlobStore, Registry
-from server.registry.entities import StoreKind
 from tests.server.registry.registry_helpers import make_component, make_components
+from tmc.common.components import Component, compose
+from tmc.server.registry import BaseRecord, BlobStore, Registry
+from tmc.server.registry.entities import StoreKind
 
 
 def _spy_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from common.components import Component, component_to_bytes, compose
-from common.errors import IntegrityError
-from server.registry import BaseRecord, Registry
-from server.registry.sqlite import DB_FILENAME
-from server.registry.summing import Composer
 from tests.server.registry.registry_helpers import make_component, make_components
+from tmc.common.components import Component, component_to_bytes, compose
+from tmc.common.errors import IntegrityError
+from tmc.server.registry import BaseRecord, Registry
+from tmc.server.registry.sqlite import DB_FILENAME
+from tmc.server.registry.summing import Composer
 
 
 def _filled(registry: Registry) -> list[Component]:

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load, save
 
-from common.errors import NotFoundError, RegistryError
-from common.hashing import tensors_sha256
-from common.models import MaterializedBase
-from common.standalone import METADATA_KEY
-from server.registry import Registry
-from server.registry.blobs import safetensors_metadata, sha256_hex
 from tests.registries import digits_registry
+from tmc.common.errors import NotFoundError, RegistryError
+from tmc.common.hashing import tensors_sha256
+from tmc.common.models import MaterializedBase
+from tmc.common.standalone import METADATA_KEY
+from tmc.server.registry import Registry
+from tmc.server.registry.blobs import safetensors_metadata, sha256_hex
 
 
 @pytest.fixture

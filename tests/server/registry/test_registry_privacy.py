@@ -10,12 +10,13 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from common.components import Component, PrivacyMeta
-from common.training import PrivacyConfig
-from common.training.accounting import ACCOUNTANT, accountant_version, epsilon
-from server.admin.convert import component_from_pb, component_to_pb
-from server.cli import app
-from server.registry import (
+from tests.server.registry.registry_helpers import make_component
+from tmc.common.components import Component, PrivacyMeta
+from tmc.common.training import PrivacyConfig
+from tmc.common.training.accounting import ACCOUNTANT, accountant_version, epsilon
+from tmc.server.admin.convert import component_from_pb, component_to_pb
+from tmc.server.cli import app
+from tmc.server.registry import (
     BaseRecord,
     PrivacyFloor,
     PrivacyFloorError,
@@ -23,7 +24,6 @@ from server.registry import (
     RegistryMismatchError,
     privacy_refusal,
 )
-from tests.server.registry.registry_helpers import make_component
 
 PRIVACY = PrivacyMeta(
     epsilon=2.5,

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import RegistryError
-from server.registry import (
+from tests.server.registry.registry_helpers import make_base
+from tmc.common.errors import RegistryError
+from tmc.server.registry import (
     ComponentRecord,
     MemoryMetadataStore,
     MetadataStore,
@@ -17,9 +18,8 @@ from server.registry import (
     RegistrySettings,
     SQLiteMetadataStore,
 )
-from server.registry.entities import GENESIS_CHAIN, AuditDraft, SumPointer, chain_hash
-from server.registry.errors import RegistryClosedError
-from tests.server.registry.registry_helpers import make_base
+from tmc.server.registry.entities import GENESIS_CHAIN, AuditDraft, SumPointer, chain_hash
+from tmc.server.registry.errors import RegistryClosedError
 
 AT = datetime(2025, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
 

@@ -7,18 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from common.components import Component, Delta, compose
-from common.errors import NotFoundError, RegistryError
-from common.hashing import tensors_sha256
-from server.registry import COMPOSITION_KEY, BaseRecord, Registry, read_composition
-from server.registry.blobs import safetensors_metadata
-from server.registry.entities import StoreKind
 from tests.server.registry.registry_helpers import (
     BASE_SHA,
     SHAPES,
     make_component,
     make_components,
 )
+from tmc.common.components import Component, Delta, compose
+from tmc.common.errors import NotFoundError, RegistryError
+from tmc.common.hashing import tensors_sha256
+from tmc.server.registry import COMPOSITION_KEY, BaseRecord, Registry, read_composition
+from tmc.server.registry.blobs import safetensors_metadata
+from tmc.server.registry.entities import StoreKind
 
 
 def _add_all(registry: Registry, components: list[Component]) -> None:
