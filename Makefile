@@ -30,7 +30,7 @@ lint: $(STAMP)
 # link tree that spells the installed names: .venv/typecheck/tmc/common -> common/, ...
 typecheck: $(STAMP)
 	@mkdir -p $(VENV)/typecheck/tmc
-	@for f in common client server; do ln -sfn ../../../$$f $(VENV)/typecheck/tmc/$$f; done
+	@for f in common client server simulation cli; do ln -sfn ../../../$$f $(VENV)/typecheck/tmc/$$f; done
 	$(BIN)/mypy
 
 pytest: $(STAMP)

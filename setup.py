@@ -113,8 +113,9 @@ class BuildPyWithProto(build_py):
         super().run()
 
 
-# The folders the design fixes, installed under one namespace: ``common/`` is ``tmc.common``.
-FOLDERS = ("common", "client", "server")
+# The folders, installed under one namespace: ``common/`` is ``tmc.common``; ``cli/`` (the root
+# command) and ``simulation/`` sit above ``server/`` and ``client/``, the only code that needs both.
+FOLDERS = ("common", "client", "server", "simulation", "cli")
 
 
 def namespaced_packages() -> tuple[list[str], dict[str, str]]:

@@ -24,8 +24,8 @@ from tmc.common.federation.config import FederationConfig
 from tmc.common.models import materialize
 from tmc.common.tangent import TangentModel
 from tmc.common.training import evaluate, train_tangent
-from tmc.server.federation import simulate
 from tmc.server.registry import Registry
+from tmc.simulation import simulate
 
 
 def federation_config(

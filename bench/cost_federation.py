@@ -99,7 +99,7 @@ def measure_round_overhead(
     ``small-cnn`` federation on ``digits`` (IID split, one increment per round)."""
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
-    from tmc.server.federation import simulate  # imports Flower and Ray: only when asked
+    from tmc.simulation import simulate  # imports Flower and Ray: only when asked
 
     config = FederationConfig.from_run_config(
         {

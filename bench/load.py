@@ -28,8 +28,8 @@ import torch
 from bench.machine import describe_machine
 from tmc.common.components import Component, ComponentMeta, Delta
 from tmc.common.federation.config import FederationConfig
-from tmc.server.federation import simulate
 from tmc.server.registry import BaseRecord, Registry
+from tmc.simulation import simulate
 
 RESULTS = Path(__file__).parent / "results"
 

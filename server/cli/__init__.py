@@ -1,105 +1,33 @@
-"""``tmc``: the command line of operators and silos (``tmc --help``)."""
+"""The server side's commands: the registry, forgetting, composing, exporting, evaluating,
+the admin API, the SuperLink's nodes and the operator's side of ``tmc silo``.
+
+The root ``tmc`` command (``tmc.cli``) joins them with the silo's group (``tmc.client.cli``)
+and the simulation commands (``tmc.simulation``); this package never imports the client.
+"""
 
 from __future__ import annotations
 
-import logging
-import sys
-from collections.abc import Sequence
-from typing import Any
-
-import click
 import typer
-from typer.core import TyperGroup
 
-from tmc.client.cli import silo_app
 from tmc.server.cli.admin_cmds import admin_app
 from tmc.server.cli.data_cmds import data_app
-from tmc.server.cli.demo import demo
 from tmc.server.cli.model_cmds import compose, evaluate_command, export, forget, predict
 from tmc.server.cli.nodes_cmds import nodes_app
-from tmc.server.cli.output import EXIT_USAGE, one_line, report_error
 from tmc.server.cli.registry_cmds import registry_app
 from tmc.server.cli.silo_cmds import readmit
-from tmc.server.cli.simulate import simulate_command
 
 
-class _OneLineErrors(TyperGroup):
-    """Usage errors (unknown option, missing value, bad choice) as one unwrapped line and
-    exit status 2, or a JSON error object under ``--json``, like every other refusal;
-    Typer would draw a multi-line panel."""
-
-    def main(  # type: ignore[override]
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        argv = list(sys.argv[1:] if args is None else args)
-        try:
-            result = super().main(
-                args=argv,
-                prog_name=prog_name,
-                complete_var=complete_var,
-                standalone_mode=False,
-                **extra,
-            )
-        except click.ClickException as exc:
-            context = getattr(exc, "ctx", None)
-            where = f" (see `{context.command_path} --help`)" if context is not None else ""
-            message = one_line(exc.format_message()) + where
-            report_error("UsageError", message, as_json="--json" in argv)
-            result = EXIT_USAGE
-        except click.exceptions.Abort:
-            sys.stderr.write("aborted\n")
-            result = 130
-        if not standalone_mode:
-            return result
-        sys.exit(result if isinstance(result, int) else 0)
+def add_server_commands(app: typer.Typer) -> None:
+    """Register the server side's top-level commands and groups on the root ``app``."""
+    app.command("forget")(forget)
+    app.command("compose")(compose)
+    app.command("export")(export)
+    app.command("evaluate")(evaluate_command)
+    app.command("predict")(predict)
+    app.add_typer(registry_app, name="registry")
+    app.add_typer(data_app, name="data")
+    app.add_typer(admin_app, name="admin")
+    app.add_typer(nodes_app, name="nodes")
 
 
-app = typer.Typer(
-    cls=_OneLineErrors,
-    name="tmc",
-    help=(
-        "Federated continual learning with Tangent Model Composition: silos train "
-        "independent tangent components, the server composes them exactly and can forget "
-        "any silo's contribution on request."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.command("demo")(demo)
-app.command("simulate")(simulate_command)
-app.command("forget")(forget)
-app.command("compose")(compose)
-app.command("export")(export)
-app.command("evaluate")(evaluate_command)
-app.command("predict")(predict)
-app.add_typer(registry_app, name="registry")
-app.add_typer(data_app, name="data")
-silo_app.command("readmit")(readmit)  # the server's side of `tmc silo` (see silo_cmds)
-app.add_typer(silo_app, name="silo")
-app.add_typer(admin_app, name="admin")
-app.add_typer(nodes_app, name="nodes")
-
-
-@app.callback()
-def _root(
-    verbose: int = typer.Option(
-        0, "--verbose", "-v", count=True, help="log more (-v: info, -vv: debug) on stderr"
-    ),
-) -> None:
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Flower logs through its own handler; without this its DEBUG lines reach ours too.
-    logging.getLogger("flwr").propagate = False
-
-
-def main() -> None:
-    app()
-
-
-__all__ = ["app", "main"]
+__all__ = ["add_server_commands", "readmit"]

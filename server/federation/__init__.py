@@ -9,7 +9,6 @@ from tmc.server.federation.continuation import (
 from tmc.server.federation.history import RoundSummary, read_history
 from tmc.server.federation.identity import SiloDirectory
 from tmc.server.federation.rounds import Federation
-from tmc.server.federation.simulation import simulate
 
 __all__ = [
     "Federation",
@@ -22,5 +21,4 @@ __all__ = [
     "read_history",
     "recorded_increments",
     "run_federation",
-    "simulate",
 ]

@@ -145,7 +145,7 @@ def test_round_overhead_subtracts_the_slowest_silo(
             for r, seconds in ((1, 10.0), (2, 1.5), (3, 1.25))
         ]
 
-    monkeypatch.setattr("tmc.server.federation.simulate", fake_simulate)
+    monkeypatch.setattr("tmc.simulation.simulate", fake_simulate)
     result = measure_round_overhead(tmp_path, silos=2, rounds=3)
     assert result["completed"] is True
     assert [r["overhead_seconds"] for r in result["per_round"]] == [9.0, 0.5, 0.25]

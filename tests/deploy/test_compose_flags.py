@@ -116,7 +116,7 @@ def test_flower_flags_exist(service: str) -> None:
 
 def _tmc_context(args: list[str]) -> click.Context:
     """Let click parse ``tmc ARGS`` down to the leaf command (no callback runs)."""
-    from tmc.server.cli import app
+    from tmc.cli import app
 
     group: click.Command = typer.main.get_command(app)
     path = ["tmc"]

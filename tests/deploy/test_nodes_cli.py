@@ -14,7 +14,8 @@ from flwr.proto.control_pb2 import ListNodesResponse, UnregisterNodeResponse
 from flwr.proto.node_pb2 import NodeInfo
 from typer.testing import CliRunner
 
-from tmc.server.cli import app, nodes_cmds
+from tmc.cli import app
+from tmc.server.cli import nodes_cmds
 from tmc.server.cli.nodes_cmds import NodesError, list_nodes, node_of
 
 

@@ -11,9 +11,9 @@ from flwr.common.config import parse_config_args
 from typer.testing import CliRunner
 
 from tests.images import write_images
+from tmc.cli import app
 from tmc.client.cli import SiloStart, check, node_config, supernode_argv
 from tmc.common.errors import ConfigError, DataError
-from tmc.server.cli import app
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,13 @@ from typer.testing import CliRunner
 import tmc.common.standalone.loader as loader_module
 from tests.helpers import randomize_batchnorm
 from tests.registries import digits_registry
+from tmc.cli import app
 from tmc.common.components import Delta
 from tmc.common.data.inputs import DataSpec, InputSpec, prepare_image
 from tmc.common.hashing import tensors_sha256
 from tmc.common.models import BaseModelSpec, MaterializedBase, SmallCNN, build_network, materialize
 from tmc.common.standalone import METADATA_KEY, ModelFileError, load, preprocess, read_npy
 from tmc.common.tangent import TangentModel
-from tmc.server.cli import app
 from tmc.server.registry import BaseRecord, ModelVersion, model_bytes
 
 REPO = Path(__file__).resolve().parents[3]

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from tests.registries import digits_registry
 from tests.server.admin.admin_helpers import Pki, snapshot
 from tests.server.admin.conftest import Tokens, serving
+from tmc.cli import app
 from tmc.common.models import MaterializedBase
 from tmc.server.admin import AdminClient, AdminServer
-from tmc.server.cli import app
 from tmc.server.registry import Registry
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -211,7 +211,7 @@ def test_serve_refuses_plain_text_without_insecure(root: Path, tokens: Tokens) -
 @pytest.mark.slow
 def test_serve_command_runs_until_sigterm(root: Path, tokens: Tokens, pki: Pki) -> None:
     command = [
-        sys.executable, "-c", "from server.cli import main; main()", "-v",
+        sys.executable, "-c", "from tmc.cli import main; main()", "-v",
         "admin", "serve", "--registry", str(root), "--credentials", str(tokens.path),
         "--port", "0", "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key),
     ]  # fmt: skip

@@ -11,11 +11,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.helpers import random_delta
+from tmc.cli import app
 from tmc.common.components import Component, ComponentMeta, Delta
 from tmc.common.data import DatasetSpec
 from tmc.common.data.dataset_inputs import dataset_data_spec
 from tmc.common.models import MaterializedBase
-from tmc.server.cli import app
 from tmc.server.registry import BaseRecord, Registry
 
 runner = CliRunner()

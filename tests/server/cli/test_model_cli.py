@@ -13,9 +13,9 @@ import torch
 from typer.testing import CliRunner
 
 from tests.registries import add_components, digits_registry
+from tmc.cli import app
 from tmc.common.data import DatasetSpec, load_dataset
 from tmc.common.models import MaterializedBase
-from tmc.server.cli import app
 from tmc.server.composed import ComposedModel
 from tmc.server.federation import RoundSummary
 from tmc.server.federation.history import append_round

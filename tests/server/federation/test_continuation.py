@@ -10,8 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tmc.cli import app
 from tmc.common.federation.config import FederationConfig
-from tmc.server.cli import app
 from tmc.server.federation import continuation_problems, recorded_increments
 from tmc.server.federation.continuation import simulated_partition
 from tmc.server.registry import BaseRecord, PrivacyFloor, Registry

@@ -11,11 +11,11 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from tests.server.registry.registry_helpers import make_component
+from tmc.cli import app
 from tmc.common.components import Component, PrivacyMeta
 from tmc.common.training import PrivacyConfig
 from tmc.common.training.accounting import ACCOUNTANT, accountant_version, epsilon
 from tmc.server.admin.convert import component_from_pb, component_to_pb
-from tmc.server.cli import app
 from tmc.server.registry import (
     BaseRecord,
     PrivacyFloor,

@@ -18,8 +18,9 @@ from tmc.common.federation.config import FederationConfig
 from tmc.common.models import materialize
 from tmc.common.tangent import TangentModel
 from tmc.common.training import evaluate
-from tmc.server.federation import RoundSummary, simulate
+from tmc.server.federation import RoundSummary
 from tmc.server.registry import Registry
+from tmc.simulation import simulate
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,9 @@ from tmc.common.training import Evaluation, evaluate
 from tmc.server.cli.output import console, emit_json, err_console, handle_errors, table
 from tmc.server.cli.plots import plot_history
 from tmc.server.composed import ComposedModel
-from tmc.server.federation import RoundSummary, read_history, simulate
+from tmc.server.federation import RoundSummary, read_history
 from tmc.server.registry import Registry
+from tmc.simulation.harness import simulate
 
 
 def _mean(per_class: dict[int, float], classes: set[int], *, inside: bool) -> float:

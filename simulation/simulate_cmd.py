@@ -16,7 +16,8 @@ from tmc.common.federation.config import FederationConfig
 from tmc.common.models.spec import ArchitectureName
 from tmc.common.training.config import LossName
 from tmc.server.cli.output import EXIT_USAGE, console, emit_json, err_console, handle_errors, table
-from tmc.server.federation import RoundSummary, check_continuation, recorded_increments, simulate
+from tmc.server.federation import RoundSummary, check_continuation, recorded_increments
+from tmc.simulation.harness import simulate
 
 
 def simulate_command(
