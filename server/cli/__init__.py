@@ -15,6 +15,7 @@ from tmc.server.cli.model_cmds import compose, evaluate_command, export, forget,
 from tmc.server.cli.nodes_cmds import nodes_app
 from tmc.server.cli.registry_cmds import registry_app
 from tmc.server.cli.silo_cmds import readmit
+from tmc.server.cli.value_cmds import value
 
 
 def add_server_commands(app: typer.Typer) -> None:
@@ -24,6 +25,7 @@ def add_server_commands(app: typer.Typer) -> None:
     app.command("export")(export)
     app.command("evaluate")(evaluate_command)
     app.command("predict")(predict)
+    registry_app.command("value")(value)
     app.add_typer(registry_app, name="registry")
     app.add_typer(data_app, name="data")
     app.add_typer(admin_app, name="admin")
