@@ -147,11 +147,19 @@ def version_from_pb(message: pb.ModelVersion) -> ModelVersion:
 
 
 def forget_to_pb(result: ForgetResult) -> pb.ForgetResponse:
-    return pb.ForgetResponse(removed=list(result.removed), version=version_to_pb(result.version))
+    return pb.ForgetResponse(
+        removed=list(result.removed),
+        version=version_to_pb(result.version),
+        receipt_json=result.receipt or "",
+    )
 
 
 def forget_from_pb(message: pb.ForgetResponse) -> ForgetResult:
-    return ForgetResult(removed=tuple(message.removed), version=version_from_pb(message.version))
+    return ForgetResult(
+        removed=tuple(message.removed),
+        version=version_from_pb(message.version),
+        receipt=message.receipt_json or None,
+    )
 
 
 # -- status ------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from tmc.server.admin.errors import (
     UnauthenticatedError,
 )
 from tmc.server.admin.proto import pb, pb_grpc
+from tmc.server.receipts import ReceiptSigner, forget_with_receipt
 from tmc.server.registry import (
     COMPOSITION_KEY,
     Registry,
@@ -98,9 +99,16 @@ class RegistryAdminService(pb_grpc.RegistryAdminServicer):
     """Serves one open registry (shared by every call: it is thread-safe, and SQLite
     serialises it with other processes, e.g. a ServerApp writing the same registry)."""
 
-    def __init__(self, registry: Registry, authenticator: Authenticator) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        authenticator: Authenticator,
+        signer: ReceiptSigner | None = None,
+    ) -> None:
         self._registry = registry
         self._auth = authenticator
+        # Forget receipts are signed with the registry's own key unless one is given.
+        self._signer = signer or ReceiptSigner.for_registry(registry.root)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -164,8 +172,12 @@ class RegistryAdminService(pb_grpc.RegistryAdminServicer):
                 silo = _check_silo(request.silo)
                 if not principal.may_touch(silo):
                     _deny(principal, f"forget the components of silo {silo!r}")
-                result = self._registry.forget(
-                    silo=silo, actor=principal.actor, reason=request.reason
+                result, receipt = forget_with_receipt(
+                    self._registry,
+                    self._signer,
+                    silo=silo,
+                    actor=principal.actor,
+                    reason=request.reason,
                 )
             else:
                 component_id = request.component_id
@@ -176,8 +188,12 @@ class RegistryAdminService(pb_grpc.RegistryAdminServicer):
                 owner = self._registry.component_record(component_id).silo
                 if not principal.may_touch(owner):
                     _deny(principal, f"forget component {component_id[:12]}… of another silo")
-                result = self._registry.forget(
-                    component_id=component_id, actor=principal.actor, reason=request.reason
+                result, receipt = forget_with_receipt(
+                    self._registry,
+                    self._signer,
+                    component_id=component_id,
+                    actor=principal.actor,
+                    reason=request.reason,
                 )
             _log.info(
                 "admin Forget by %s: %s, removed %d component(s), version %d",
@@ -186,7 +202,7 @@ class RegistryAdminService(pb_grpc.RegistryAdminServicer):
                 len(result.removed),
                 result.version.number,
             )
-            return convert.forget_to_pb(result)
+            return convert.forget_to_pb(result.model_copy(update={"receipt": receipt.to_json()}))
 
         return self._call("Forget", context, body)
 

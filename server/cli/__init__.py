@@ -13,6 +13,7 @@ from tmc.server.cli.admin_cmds import admin_app
 from tmc.server.cli.data_cmds import data_app
 from tmc.server.cli.model_cmds import compose, evaluate_command, export, forget, predict
 from tmc.server.cli.nodes_cmds import nodes_app
+from tmc.server.cli.receipt_cmds import receipt_app
 from tmc.server.cli.registry_cmds import registry_app
 from tmc.server.cli.silo_cmds import readmit
 from tmc.server.cli.value_cmds import value
@@ -30,6 +31,7 @@ def add_server_commands(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
     app.add_typer(admin_app, name="admin")
     app.add_typer(nodes_app, name="nodes")
+    app.add_typer(receipt_app, name="receipt")
 
 
 __all__ = ["add_server_commands", "readmit"]

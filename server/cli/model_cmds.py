@@ -11,6 +11,7 @@ import typer
 from tmc.common.data import DatasetSpec, load_dataset
 from tmc.common.data.spec import DatasetName
 from tmc.common.errors import ConfigError
+from tmc.common.files import atomic_write_bytes
 from tmc.common.training import predict_logits, score_logits
 from tmc.server.cli.admin_cmds import (
     CaCertOption,
@@ -24,6 +25,7 @@ from tmc.server.cli.admin_cmds import (
 from tmc.server.cli.options import JsonOption, RegistryOption
 from tmc.server.cli.output import console, emit_json, handle_errors, table
 from tmc.server.composed import ComposedModel, FederationLabels, load_inputs, version_tasks
+from tmc.server.receipts import ReceiptSigner, forget_with_receipt
 from tmc.server.registry import Registry
 
 
@@ -40,24 +42,46 @@ def forget(
     ca_cert: CaCertOption = None,
     token_file: TokenFileOption = None,
     insecure: InsecureOption = False,
+    receipt_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--receipt-out",
+            help="write the server's signed forget receipt here (check it with "
+            "`tmc receipt verify`)",
+        ),
+    ] = None,
+    signing_key: Annotated[
+        Path | None,
+        typer.Option(help="Ed25519 key that signs receipts (default: the registry's own)"),
+    ] = None,
 ) -> None:
     """Remove a silo's contribution exactly: the new version is bit-identical to the
     composition of the remaining components, the removed files are deleted, and the
     removal is audited. No retraining; the cost does not grow with the registry.
-    With --server, through an admin API (a silo token may forget its own silo only)."""
+    Returns a receipt signed by the server, with proof that no removed component is in
+    the new version. With --server, through an admin API (a silo token may forget its own
+    silo only)."""
     remote = Remote(server, ca_cert, token_file, insecure)
     with handle_errors(as_json=as_json), open_target(registry, remote) as opened:
         if (silo is None) == (component is None):
             raise typer.BadParameter("give exactly one of --silo or --component")
         if isinstance(opened, Registry):
-            result = opened.forget(silo=silo, component_id=component, actor=actor, reason=reason)
+            signer = ReceiptSigner.for_registry(opened.root, signing_key)
+            result, receipt = forget_with_receipt(
+                opened, signer, silo=silo, component_id=component, actor=actor, reason=reason
+            )
+            receipt_json: str | None = receipt.to_json()
         else:
             result = opened.forget(silo=silo, component_id=component, reason=reason)
+            receipt_json = result.receipt
+        if receipt_out is not None and receipt_json is not None:
+            atomic_write_bytes(receipt_out, receipt_json.encode(), mode=0o644)
         payload = {
             "removed": list(result.removed),
             "version": result.version.number,
             "components": result.version.count,
             "delta_sha256": result.version.delta_sha256,
+            "receipt": None if receipt_out is None else str(receipt_out),
         }
         if as_json:
             emit_json(payload)
@@ -66,6 +90,8 @@ def forget(
             f"forgot {len(result.removed)} component(s); version {result.version.number} now "
             f"composes {result.version.count} component(s)"
         )
+        if receipt_out is not None:
+            console.print(f"receipt written to {receipt_out}")
 
 
 def compose(

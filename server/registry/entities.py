@@ -290,6 +290,9 @@ class SiloTombstone(StrictModel):
 class ForgetResult(StrictModel):
     removed: tuple[str, ...]
     version: ModelVersion
+    receipt: str | None = Field(
+        None, description="the signed forget receipt (JSON), where the forget issued one"
+    )
 
 
 class VerifyReport(StrictModel):

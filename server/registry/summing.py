@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from tmc.common.components import Component, Delta, ExactSum, Weighting, component_weight
 from tmc.common.errors import ComponentError, CompositionError, IntegrityError, NotFoundError
 from tmc.common.hashing import tensors_sha256
+from tmc.common.receipts import merkle_root
 from tmc.server.registry.blobs import BlobStore, sha256_hex
 from tmc.server.registry.entities import ComponentRecord, ModelVersion, RegistrySettings, SumPointer
 from tmc.server.registry.entities import utc_now as _now
@@ -155,7 +156,13 @@ class Composer:
                     "removed": removed_ids,
                     "purged_versions": purged,
                 },
-                hashes={"delta": version.delta_sha256, "blob": version_sha, "sum": sum_sha},
+                hashes={
+                    "delta": version.delta_sha256,
+                    "blob": version_sha,
+                    "sum": sum_sha,
+                    # the root a forget receipt's proofs of absence are checked against
+                    "merkle_root": merkle_root(version.component_ids),
+                },
             )
         except BaseException:
             # The rows roll back with the transaction; so do the files this attempt created.

@@ -16,8 +16,7 @@ inputs and labels, so another split gets other entries.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from tmc.common.errors import DataError
+from tmc.common.files import atomic_write_bytes
 from tmc.common.models import BaseModelSpec, from_theta0
 from tmc.common.tangent import TangentModel
 from tmc.server.registry import Registry
@@ -64,12 +64,10 @@ class SplitTensors:
 
 
 def _save(path: Path, array: npt.NDArray[np.generic]) -> None:
-    # Temp file, fsync, rename: a cache entry is whole or absent, never half written.
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as handle:
-        np.save(handle, array, allow_pickle=False)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
+    # A cache entry is whole or absent, never half written (temp file, fsync, rename).
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _load(path: Path, shape: tuple[int, ...]) -> Array | None:

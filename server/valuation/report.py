@@ -9,14 +9,13 @@ round makes a new version, and the old values stay). Nothing here changes the re
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
 from pydantic import Field
 
 from tmc.common.errors import ConfigError, NotFoundError
+from tmc.common.files import atomic_write_bytes
 from tmc.common.schema import StrictModel
 from tmc.server.registry import Registry
 from tmc.server.registry.entities import ComponentRecord, utc_now
@@ -170,13 +169,7 @@ def _keep(root: Path, valuation: Valuation) -> None:
     folder = _values_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"v{valuation.version}-{valuation.split_sha256[:16]}.json"
-    with tempfile.NamedTemporaryFile(
-        "w", dir=folder, prefix=".tmp-", delete=False, encoding="utf-8"
-    ) as handle:
-        handle.write(valuation.model_dump_json(indent=2))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
+    atomic_write_bytes(path, valuation.model_dump_json(indent=2).encode())
 
 
 def kept_valuations(root: Path, *, silo: str | None = None) -> list[Valuation]:

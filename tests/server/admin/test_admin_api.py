@@ -12,8 +12,10 @@ from tests.server.admin.admin_helpers import snapshot
 from tests.server.admin.conftest import PER_SILO, SILOS, ClientFactory, Tokens
 from tests.server.registry.registry_helpers import make_component
 from tmc.common.components import compose
+from tmc.common.receipts import check_receipt, parse_receipt
 from tmc.server.admin import AdminServer, PermissionDeniedError, revoke_token
 from tmc.server.admin.errors import UnauthenticatedError
+from tmc.server.receipts import registry_public_key
 from tmc.server.registry import Registry, read_composition
 
 
@@ -68,6 +70,12 @@ def test_operator_forgets_a_silo_exactly(
     before = client.list_components(silo="silo-2")
     result = client.forget(silo="silo-2", reason="withdrew consent")
     assert sorted(result.removed) == sorted(r.id for r in before)
+    # The forget's signed receipt travels back and checks offline against the server's key.
+    assert result.receipt is not None
+    receipt = parse_receipt(result.receipt)
+    check_receipt(receipt, public_key=registry_public_key(root))
+    assert receipt.removed == sorted(result.removed)
+    assert receipt.after.number == result.version.number
     kept = [
         make_component(f"silo-{s}", 100 * s + i, increment=i)
         for s in range(SILOS)
