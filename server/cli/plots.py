@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from tmc.server.federation import RoundSummary
 
@@ -37,6 +38,7 @@ def history_png(rounds: Sequence[RoundSummary]) -> bytes:
             linestyle="--",
             label="silos' local test data (weighted)",
         )
+    accuracy_axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole
     accuracy_axis.set_xlabel("round")
     accuracy_axis.set_ylabel("top-1 accuracy")
     accuracy_axis.grid(alpha=0.3)
