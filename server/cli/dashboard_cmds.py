@@ -36,7 +36,7 @@ def dashboard(
         ),
     ],
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port")] = DEFAULT_PORT,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = DEFAULT_PORT,
     tls_cert: Annotated[
         Path | None, typer.Option("--tls-cert", help="certificate chain (PEM) for HTTPS")
     ] = None,

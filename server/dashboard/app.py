@@ -7,6 +7,7 @@ is a page with a 4xx status that says what is wrong (``error_pages.py``).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, Query, Request
@@ -87,8 +88,10 @@ def create_app(registry: Registry, sessions: Sessions, *, secure_cookie: bool = 
     install_error_pages(app, board.env)
 
     @app.middleware("http")
-    async def headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response: Response = await call_next(request)
+    async def headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
         _security_headers(response)
         return response
 

@@ -81,13 +81,18 @@ def carry_out_forget(
     registry: Registry, silo: str, *, digest: str, actor: str, reason: str
 ) -> ForgetResult:
     """Forget ``silo`` (audited, as ``tmc forget --silo`` does) if the plan the operator
-    confirmed still holds; PlanChangedError, with nothing changed, if it does not."""
-    if forget_plan(registry, silo).digest != digest:
+    confirmed still holds: PlanChangedError if it changed before the request, and the
+    registry's ForgetChangedError if the components to remove changed during it; nothing is
+    changed in either case."""
+    plan = forget_plan(registry, silo)
+    if plan.digest != digest:
         raise PlanChangedError(
             f"what forgetting {silo!r} removes changed since the confirmation page was shown "
             "(a round or another forget committed): review the new list; nothing was changed"
         )
-    return registry.forget(silo=silo, actor=actor, reason=reason)
+    return registry.forget(
+        silo=silo, actor=actor, reason=reason, expected=[c.id for c in plan.removed]
+    )
 
 
 def readmit_plan(registry: Registry, silo: str) -> ReadmitPlan:
