@@ -32,7 +32,7 @@ def dashboard(
         typer.Option(
             "--token-file",
             help="the admin API's credentials file (tmc admin token create): its operator "
-            "tokens may log in; re-read when it changes",
+            "tokens may look and act, its viewer tokens only look; re-read when it changes",
         ),
     ],
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -45,9 +45,10 @@ def dashboard(
 ) -> None:
     """Serve the operator dashboard: silos (last round, last contribution, tombstone, ε),
     versions with the accuracy per round, components, the audit log, and forget/readmit
-    actions that show what they will do before they do it. Every page needs an operator
-    token (log in once per browser). Loopback only unless served over HTTPS (--tls-cert,
-    --tls-key), since the token would otherwise cross the network in clear."""
+    actions that show what they will do before they do it. Every page needs an operator or
+    viewer token (log in once per browser); only an operator may forget or readmit.
+    Loopback only unless served over HTTPS (--tls-cert, --tls-key), since the token would
+    otherwise cross the network in clear."""
     with handle_errors(as_json=as_json):
         if (tls_cert is None) != (tls_key is None):
             raise ConfigError("give both --tls-cert and --tls-key, or neither")

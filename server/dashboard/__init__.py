@@ -1,7 +1,8 @@
 """The operator dashboard (``tmc dashboard``): a web page over a registry that shows the
 silos, the versions with their accuracy per round, the components and the audit log, and
 forgets or readmits a silo after showing what that will do. Server-rendered HTML, no script,
-nothing loaded from outside; every page needs an operator token of the admin API."""
+nothing loaded from outside; every page needs an operator's
+or a viewer's token of the admin API, and only an operator may act."""
 
 from __future__ import annotations
 

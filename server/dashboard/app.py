@@ -1,6 +1,7 @@
 """The dashboard's web app: pages over one open registry, for a logged-in operator.
 
-Every page needs the session cookie (``session.py``); forget and readmit show what they will
+Every page needs the session cookie of an operator or a viewer (``session.py``); forget
+and readmit, for operators only, show what they will
 do first and run only on a POST with the session's form token (``plans.py``). Every refusal
 is a page with a 4xx status that says what is wrong (``error_pages.py``).
 """
@@ -62,10 +63,15 @@ class Dashboard:
         )
         return HTMLResponse(html)
 
-    def confirm(self, request: Request, form_token: str) -> Principal:
-        """The operator of a POST that changes something, with its form token checked."""
+    def operator(self, request: Request) -> Principal:
+        """The operator of a request that leads to an action (a viewer is refused)."""
+        return self.sessions.operator(request.cookies.get(COOKIE))
+
+    def confirm(self, request: Request, form_token: str, *, act: bool = True) -> Principal:
+        """Who sent a POST, with its form token checked; ``act``: it changes the registry,
+        so only an operator may send it."""
         token = request.cookies.get(COOKIE)
-        principal = self.sessions.principal(token)
+        principal = self.sessions.operator(token) if act else self.sessions.principal(token)
         self.sessions.check_form_token(token or "", form_token)
         return principal
 
@@ -112,7 +118,7 @@ def create_app(registry: Registry, sessions: Sessions, *, secure_cookie: bool = 
     async def login(request: Request) -> Response:
         form = await read_form(request, LoginForm)
         token = form.token.strip()
-        sessions.principal(token)  # refuses an unknown, revoked or non-operator token
+        sessions.principal(token)  # refuses an unknown, revoked or silo token
         response = RedirectResponse("/silos", status_code=303)
         response.set_cookie(
             COOKIE,
@@ -127,7 +133,7 @@ def create_app(registry: Registry, sessions: Sessions, *, secure_cookie: bool = 
     @app.post("/logout")
     async def logout(request: Request) -> Response:
         form = await read_form(request, LogoutForm)
-        board.confirm(request, form.form_token)
+        board.confirm(request, form.form_token, act=False)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return response
@@ -213,7 +219,7 @@ def create_app(registry: Registry, sessions: Sessions, *, secure_cookie: bool = 
 
     @app.get("/silos/{silo}/forget")
     def forget_preview(request: Request, silo: SiloName) -> HTMLResponse:
-        board.principal(request)
+        board.operator(request)
         return board.page(
             request,
             "forget.html",
@@ -238,7 +244,7 @@ def create_app(registry: Registry, sessions: Sessions, *, secure_cookie: bool = 
 
     @app.get("/silos/{silo}/readmit")
     def readmit_preview(request: Request, silo: SiloName) -> HTMLResponse:
-        board.principal(request)
+        board.operator(request)
         return board.page(
             request,
             "readmit.html",

@@ -1,8 +1,9 @@
 """Who is logged in: the operator's token, kept in a cookie, checked on every request.
 
 The token is checked against the admin API's credentials file (its hashes and roles, re-read
-when it changes), so a revoked token stops working at once. Only ``operator`` tokens open the
-dashboard: it shows every silo, and a silo token may see its own silo only. The cookie is
+when it changes), so a revoked token stops working at once. ``operator`` tokens may look and
+act (forget, readmit); ``viewer`` tokens may only look; silo tokens are refused, since the
+dashboard shows every silo and a silo may see its own only. The cookie is
 HttpOnly (no script reads it) and SameSite=Strict (no other site's page sends it); every form
 that changes something also carries a form token derived from the session, which another
 site cannot know.
@@ -30,14 +31,24 @@ class Sessions:
         self._secret = secrets.token_bytes(32)
 
     def principal(self, token: str | None) -> Principal:
-        """The operator behind ``token``; UnauthenticatedError or PermissionDeniedError."""
+        """Who may look: an operator or a viewer (UnauthenticatedError, PermissionDeniedError)."""
         if not token:
-            raise UnauthenticatedError("not logged in: enter the operator token")
+            raise UnauthenticatedError("not logged in: enter an operator or viewer token")
         principal = self._authenticator.authenticate([("authorization", f"Bearer {token}")])
-        if not principal.is_operator:
+        if not (principal.is_operator or principal.is_viewer):
             raise PermissionDeniedError(
                 f"the token {principal.label!r} has the role {principal.role!r}: the dashboard "
-                "shows every silo, so it needs an operator token"
+                "shows every silo, so it needs an operator (or viewer) token"
+            )
+        return principal
+
+    def operator(self, token: str | None) -> Principal:
+        """Who may act: an operator only."""
+        principal = self.principal(token)
+        if not principal.is_operator:
+            raise PermissionDeniedError(
+                f"the token {principal.label!r} is a viewer's: it may look, not forget or "
+                "readmit; nothing was changed"
             )
         return principal
 

@@ -1,5 +1,6 @@
 """The dashboard's pages and actions through FastAPI's TestClient: every page shows the
-registry's own content, every request needs an operator token, a forget removes exactly
+registry's own content, every request needs an operator's (or, to look only, a viewer's)
+token, a forget removes exactly
 what its confirmation page listed, and bad input gets a 4xx page with nothing changed."""
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Board:
     credentials: Path
     operator: str
     silo_token: str
+    viewer: str
     client: TestClient
 
 
@@ -83,10 +85,11 @@ def board(tmp_path: Path) -> Iterator[Board]:
     credentials = tmp_path / "admin-credentials.json"
     operator, _ = create_token(credentials, role="operator", label="ops")
     silo_token, _ = create_token(credentials, role="silo:silo-0", label="silo-0-key")
+    viewer, _ = create_token(credentials, role="viewer", label="watch")
     with Registry.open(root, actor="dashboard") as registry:
         app = create_app(registry, Sessions(credentials))
         with TestClient(app, follow_redirects=False) as client:
-            yield Board(root, credentials, operator, silo_token, client)
+            yield Board(root, credentials, operator, silo_token, viewer, client)
 
 
 def _login(board: Board, token: str | None = None) -> None:
@@ -122,12 +125,33 @@ def test_every_page_needs_an_operator_token(board: Board) -> None:
     board.client.cookies.clear()
     response = board.client.post("/login", data={"token": board.silo_token})
     assert response.status_code == 403
-    assert "needs an operator token" in response.text
+    assert "needs an operator (or viewer) token" in response.text
     board.client.cookies.set(COOKIE, board.silo_token)
     assert board.client.get("/silos").status_code == 403
     forget = board.client.post("/silos/silo-0/forget", data={"form_token": "x", "plan": "0" * 64})
     assert forget.status_code == 403
     assert snapshot(board.root) == before
+
+
+def test_a_viewer_may_look_but_not_act(board: Board) -> None:
+    _login(board, board.viewer)
+    for path in PAGES:
+        assert board.client.get(path).status_code == 200, path
+    silos = board.client.get("/silos").text
+    assert "view only" in silos
+    assert "Forget…" not in silos
+    before = snapshot(board.root)
+    for path in ("/silos/silo-0/forget", "/silos/silo-0/readmit"):
+        refused = board.client.get(path)
+        assert refused.status_code == 403
+        assert "may look, not forget or readmit" in refused.text
+    token = _form_token(silos)  # a valid form token of the viewer's own session
+    forget = board.client.post("/silos/silo-0/forget", data={"form_token": token, "plan": "0" * 64})
+    assert forget.status_code == 403
+    readmit = board.client.post("/silos/silo-0/readmit", data={"form_token": token})
+    assert readmit.status_code == 403
+    assert snapshot(board.root) == before
+    assert board.client.post("/logout", data={"form_token": token}).status_code == 303
 
 
 def test_a_revoked_token_stops_working_at_once(board: Board) -> None:
