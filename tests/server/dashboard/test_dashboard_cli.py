@@ -55,3 +55,11 @@ def test_an_unreadable_credentials_file_or_a_missing_registry_is_refused(
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert "no registry at" in result.stderr
+
+
+def test_help_explains_the_access_model() -> None:
+    result = runner.invoke(app, ["dashboard", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "operator or viewer token" in text
+    assert "only an operator may forget or readmit" in text
