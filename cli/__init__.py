@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from tmc.client.cli import silo_app
-from tmc.server.cli import add_server_commands, readmit
+from tmc.server.cli import add_server_commands, dashboard, readmit
 from tmc.server.cli.output import EXIT_USAGE, one_line, report_error
 from tmc.simulation import demo, simulate_command
 
@@ -72,6 +72,7 @@ app = typer.Typer(
 app.command("demo")(demo)
 app.command("simulate")(simulate_command)
 add_server_commands(app)
+app.command("dashboard")(dashboard)
 silo_app.command("readmit")(readmit)  # the server's side of `tmc silo` (see silo_cmds)
 app.add_typer(silo_app, name="silo")
 

@@ -8,7 +8,9 @@ themselves::
         {"label": "hospital-a", "role": "silo:hospital-a", "sha256": "…", "created_at": "…"}]}
 
 A client sends ``authorization: Bearer <token>`` as gRPC metadata. ``operator`` may do
-everything; ``silo:<name>`` may list and forget that silo's components only. The server
+everything; ``silo:<name>`` may list and forget that silo's components only; ``viewer`` may
+only look at the operator dashboard's pages (``tmc dashboard``): the admin API refuses it
+every call, and the dashboard every action. The server
 re-reads the file when it changes, so a revoked token stops working without a restart; if
 the file becomes unreadable, every request is refused until it is fixed (fail closed).
 Tokens are printed once, when created, and never logged.
@@ -43,8 +45,9 @@ from tmc.server.admin.errors import CredentialsError, UnauthenticatedError
 _log = logging.getLogger(__name__)
 
 OPERATOR = "operator"
+VIEWER = "viewer"
 SILO_PREFIX = "silo:"
-ROLE_PATTERN = r"^(operator|silo:[A-Za-z0-9][A-Za-z0-9._-]{0,63})$"
+ROLE_PATTERN = r"^(operator|viewer|silo:[A-Za-z0-9][A-Za-z0-9._-]{0,63})$"
 LABEL_PATTERN = SILO_PATTERN
 TOKEN_PREFIX = "tmc_"
 MAX_TOKEN_CHARS = 512
@@ -90,6 +93,10 @@ class Principal:
         return self.role == OPERATOR
 
     @property
+    def is_viewer(self) -> bool:
+        return self.role == VIEWER
+
+    @property
     def silo(self) -> str | None:
         """The silo a silo token belongs to; None for the operator."""
         return self.role.removeprefix(SILO_PREFIX) if self.role.startswith(SILO_PREFIX) else None
@@ -103,11 +110,11 @@ class Principal:
         return self.is_operator or self.silo == silo
 
 
-def role_for(*, operator: bool, silo: str | None) -> str:
-    """The role string of ``--operator`` or ``--silo NAME`` (exactly one)."""
-    if operator == (silo is not None):
-        raise CredentialsError("give exactly one of --operator or --silo NAME")
-    role = OPERATOR if operator else f"{SILO_PREFIX}{silo}"
+def role_for(*, operator: bool, silo: str | None, viewer: bool = False) -> str:
+    """The role string of ``--operator``, ``--viewer`` or ``--silo NAME`` (exactly one)."""
+    if operator + viewer + (silo is not None) != 1:
+        raise CredentialsError("give exactly one of --operator, --viewer or --silo NAME")
+    role = OPERATOR if operator else VIEWER if viewer else f"{SILO_PREFIX}{silo}"
     if not re.match(ROLE_PATTERN, role):
         raise CredentialsError(
             f"{silo!r} is not a valid silo name (letters, digits, '.', '_', '-'; at most 64)"

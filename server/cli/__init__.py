@@ -1,5 +1,5 @@
 """The server side's commands: the registry, forgetting, composing, exporting, evaluating,
-the admin API, the SuperLink's nodes and the operator's side of ``tmc silo``.
+the admin API, the dashboard, the SuperLink's nodes and the operator's side of ``tmc silo``.
 
 The root ``tmc`` command (``tmc.cli``) joins them with the silo's group (``tmc.client.cli``)
 and the simulation commands (``tmc.simulation``); this package never imports the client.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from tmc.server.cli.admin_cmds import admin_app
+from tmc.server.cli.dashboard_cmds import dashboard
 from tmc.server.cli.data_cmds import data_app
 from tmc.server.cli.model_cmds import compose, evaluate_command, export, forget, predict
 from tmc.server.cli.nodes_cmds import nodes_app
@@ -34,4 +35,4 @@ def add_server_commands(app: typer.Typer) -> None:
     app.add_typer(receipt_app, name="receipt")
 
 
-__all__ = ["add_server_commands", "readmit"]
+__all__ = ["add_server_commands", "dashboard", "readmit"]

@@ -177,6 +177,9 @@ def token_create(
     silo: Annotated[
         str | None, typer.Option("--silo", help="may list and forget this silo's components")
     ] = None,
+    viewer: Annotated[
+        bool, typer.Option("--viewer", help="may only look at the dashboard (tmc dashboard)")
+    ] = False,
     label: Annotated[
         str | None, typer.Option(help="names the token in the audit log (default: role-N)")
     ] = None,
@@ -189,7 +192,7 @@ def token_create(
     from tmc.server.admin.auth import create_token, role_for
 
     with handle_errors(as_json=as_json):
-        role = role_for(operator=operator, silo=silo)
+        role = role_for(operator=operator, silo=silo, viewer=viewer)
         token, entry = create_token(credentials, role=role, label=label)
         if out is not None:
             atomic_write_bytes(out, (token + "\n").encode(), mode=0o600)

@@ -1,21 +1,25 @@
-"""Plots a person would rather look at than a table (matplotlib, written as PNG)."""
+"""Plots a person would rather look at than a table (matplotlib, rendered as PNG)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on servers
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from tmc.server.federation import RoundSummary
 
 
-def plot_history(rounds: Sequence[RoundSummary], path: Path) -> None:
-    """Accuracy of the composed model and number of components, per round."""
-    figure, accuracy_axis = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+def history_png(rounds: Sequence[RoundSummary]) -> bytes:
+    """Accuracy of the composed model and number of components, per round, as PNG bytes.
+
+    Built on a bare ``Figure`` rather than pyplot: no global figure state, so the
+    dashboard's worker threads may render at the same time, and no display is needed.
+    """
+    figure = Figure(figsize=(6.4, 4.0), dpi=120)
+    accuracy_axis = figure.subplots()
     numbers = [r.round for r in rounds]
     accuracy_axis.plot(
         numbers,
@@ -34,6 +38,7 @@ def plot_history(rounds: Sequence[RoundSummary], path: Path) -> None:
             linestyle="--",
             label="silos' local test data (weighted)",
         )
+    accuracy_axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole
     accuracy_axis.set_xlabel("round")
     accuracy_axis.set_ylabel("top-1 accuracy")
     accuracy_axis.grid(alpha=0.3)
@@ -43,6 +48,12 @@ def plot_history(rounds: Sequence[RoundSummary], path: Path) -> None:
     accuracy_axis.legend(loc="lower right")
     accuracy_axis.set_title("Tangent Model Composition: accuracy per round")
     figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def plot_history(rounds: Sequence[RoundSummary], path: Path) -> None:
+    """Write :func:`history_png` to ``path`` (its folder is created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
+    path.write_bytes(history_png(rounds))

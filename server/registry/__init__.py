@@ -22,6 +22,7 @@ from tmc.server.registry.entities import (
     VerifyReport,
 )
 from tmc.server.registry.errors import (
+    ForgetChangedError,
     ForgottenComponentError,
     ForgottenSiloError,
     MissingBlobError,
@@ -57,6 +58,7 @@ __all__ = [
     "BlobStore",
     "ComponentRecord",
     "ComponentStatus",
+    "ForgetChangedError",
     "ForgetResult",
     "ForgottenComponentError",
     "ForgottenSiloError",

@@ -31,6 +31,11 @@ class ForgottenSiloError(RegistryError):
     readmits the silo. The message is the refusal: "forgotten on <date>: <reason>"."""
 
 
+class ForgetChangedError(RegistryError):
+    """A forget named the components it expected to remove (what a confirmation showed),
+    and the registry would remove others; nothing was changed."""
+
+
 class PrivacyFloorError(RegistryError):
     """A component does not state the privacy the registry requires of every component."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -49,6 +49,7 @@ from tmc.server.registry.entities import (
     utc_now,
 )
 from tmc.server.registry.errors import (
+    ForgetChangedError,
     ForgottenComponentError,
     ForgottenSiloError,
     PrivacyFloorError,
@@ -354,27 +355,36 @@ class Registry(AdmissionMixin):
         component_id: str | None = None,
         actor: str,
         reason: str = "",
+        expected: Collection[str] | None = None,
     ) -> ForgetResult:
         """Remove a silo's components (or one component) from the model: exactly, without
         retraining. The new version is bit-identical to composing the remaining components
         from scratch; the removed components' files are deleted, and so are the stored Δ of
         older versions that included them. Forgetting a silo also tombstones it: its later
-        contributions are refused until :meth:`readmit`. Repeating a forget is a no-op."""
+        contributions are refused until :meth:`readmit`. Repeating a forget is a no-op.
+        ``expected``: the ids the caller showed would be removed; if the forget would remove
+        others, ForgetChangedError, with nothing changed (checked in the same transaction)."""
         if (silo is None) == (component_id is None):
             raise RegistryError("forget needs exactly one of silo or component_id")
         with self._writing():
             if silo is not None:
                 if not self._store.has_silo(silo):
                     raise NotFoundError(f"no component of silo {silo!r} in the registry")
-                buried = self._store.get_tombstone(silo)
-                if buried is None or not buried.active:
-                    self._bury(silo, actor=actor, reason=reason)
                 targets = self._store.list_components(silo=silo, status="active")
             else:
                 record = self._store.get_component(str(component_id))
                 if record is None:
                     raise NotFoundError(f"no component {component_id} in the registry")
                 targets = [record] if record.status == "active" else []
+            if expected is not None and {r.id for r in targets} != set(expected):
+                raise ForgetChangedError(
+                    f"forgetting {silo or component_id} would now remove {len(targets)} "
+                    f"component(s), not the {len(set(expected))} expected; nothing was changed"
+                )
+            if silo is not None:
+                buried = self._store.get_tombstone(silo)
+                if buried is None or not buried.active:
+                    self._bury(silo, actor=actor, reason=reason)
             if not targets:
                 current = self._store.latest_version()
                 if current is None:
