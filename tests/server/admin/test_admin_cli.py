@@ -20,7 +20,9 @@ from tests.server.admin.admin_helpers import Pki, snapshot
 from tests.server.admin.conftest import Tokens, serving
 from tmc.cli import app
 from tmc.common.models import MaterializedBase
+from tmc.common.receipts import check_receipt, parse_receipt
 from tmc.server.admin import AdminClient, AdminServer
+from tmc.server.receipts import registry_public_key
 from tmc.server.registry import Registry
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -69,12 +71,25 @@ def test_registry_list_and_status_over_the_api_equal_local(
         assert over_api == local
 
 
-def test_forget_over_the_api(root: Path, remote: dict[str, Path | str]) -> None:
+def test_forget_over_the_api(root: Path, remote: dict[str, Path | str], tmp_path: Path) -> None:
+    out = tmp_path / "receipt.json"
     code, payload = _run(
-        "forget", "--silo", "silo-1", "--reason", "asked", *_server_args(remote, "silo1"), "--json"
+        "forget",
+        "--silo",
+        "silo-1",
+        "--reason",
+        "asked",
+        *_server_args(remote, "silo1"),
+        "--receipt-out",
+        str(out),
+        "--json",
     )
     assert code == 0, payload
-    assert set(payload) == {"removed", "version", "components", "delta_sha256"}
+    assert set(payload) == {"removed", "version", "components", "delta_sha256", "receipt"}
+    # The silo keeps the server's signed receipt; it checks offline against the server's key.
+    receipt = parse_receipt(out.read_text())
+    check_receipt(receipt, public_key=registry_public_key(root))
+    assert receipt.removed == sorted(payload["removed"])
     with Registry.open(root, actor="test") as local:
         current = local.current_version()
         assert current is not None
