@@ -12,10 +12,9 @@ from tmc.common.data import DatasetSpec, FederatedPartition, PartitionSpec
 from tmc.common.errors import ConfigError
 from tmc.common.models import BaseModelSpec, MaterializedBase, materialize
 from tmc.common.tangent import TangentModel
-from tmc.common.tangent.split import split_frozen
 from tmc.common.training import PrivacyConfig, TrainConfig, digits_preset, task_loss, train_tangent
 from tmc.common.training.accounting import epsilon, noise_for_epsilon, plan_privacy
-from tmc.common.training.privacy import add_noise, clipped_sum, linearised, per_example_gradients
+from tmc.common.training.privacy import add_noise, clipped_sum, per_example_gradients
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +65,9 @@ def test_per_example_gradients_equal_single_example_loss_gradients(
     y = torch.randint(0, 10, (6,), generator=generator)
     delta = {n: 0.05 * torch.randn(s, generator=generator) for n, s in model.delta_shapes().items()}
     model.load_delta(delta)
-    split = split_frozen(init_base.network, model.tangent_names) if path == "jvp" else None
-    inputs = (split.prefix(x) if split is not None else model.frozen_features(x)) if features else x
-    lin = linearised(model, features=features, split=split)
+    inputs = model.frozen_features(x) if features else x
+    assert inputs is not None
+    lin = model.linearised(features=features)
     with torch.no_grad():
         logits = lin.logits(inputs, model.delta_state())
     logits.requires_grad_(True)
