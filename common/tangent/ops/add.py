@@ -71,4 +71,5 @@ def _steps(node: fx.Node) -> StepForms:
     return run_add, with_fallback(run_add, stacked_add)
 
 
-ADD = OpRule("add", functions=(operator.add, operator.iadd, torch.add), node_steps=_steps)
+# ``a += b`` traces as operator.add (an fx proxy has no ``__iadd__``), so that one covers it.
+ADD = OpRule("add", functions=(operator.add, torch.add), node_steps=_steps)
