@@ -35,7 +35,8 @@ Lookup = Mapping[str, torch.Tensor]
 class Linearised:
     """The tangent model as DP-SGD sees it, for per-example gradients.
 
-    ``logits(inputs, Δ)``: the batched f_lin(inputs; Δ). ``inner(inputs, params)``: a
+    ``logits(inputs, delta())``: the batched f_lin(inputs; Δ) at the model's current Δ.
+    ``inner(inputs, params)``: a
     function whose gradient w.r.t. ``params`` at ``point()``, contracted with g = ∂loss/∂f,
     is J(x)ᵀ·g, the gradient of an example's loss w.r.t. Δ (f_lin is linear in Δ). Which
     function and which point is the backend's business: Δ itself through the tangent
@@ -45,6 +46,7 @@ class Linearised:
     logits: Callable[[Inputs, Lookup], torch.Tensor]
     inner: Callable[[Inputs, Lookup], torch.Tensor]
     point: Callable[[], dict[str, torch.Tensor]]
+    delta: Callable[[], dict[str, torch.Tensor]]
 
 
 def output(dual: Dual) -> torch.Tensor:

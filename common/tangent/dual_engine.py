@@ -84,4 +84,4 @@ class DualPathBackend(TangentBackend):
                 return output(self.forward_dual_features(x, d))  # type: ignore[arg-type]
             return output(self.forward_dual(x, d))  # type: ignore[arg-type]
 
-        return Linearised(self.names, forward, forward, delta)
+        return Linearised(self.names, forward, forward, delta, delta)

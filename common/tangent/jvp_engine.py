@@ -80,4 +80,4 @@ class JvpBackend(TangentBackend):
         def theta0() -> dict[str, torch.Tensor]:
             return {n: state[n].detach() for n in self.names}
 
-        return Linearised(self.names, logits, plain, theta0)
+        return Linearised(self.names, logits, plain, theta0, delta)

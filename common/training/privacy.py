@@ -168,7 +168,7 @@ class _Step:
                 continue
             inputs, labels = self.read(part)
             with torch.no_grad():
-                logits = self.lin.logits(inputs, self.lin.point())
+                logits = self.lin.logits(inputs, self.lin.delta())
             logits.requires_grad_(True)
             with torch.enable_grad():
                 # The data loss is a mean over the batch: times its size, its gradient w.r.t.
