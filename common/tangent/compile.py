@@ -1,10 +1,11 @@
 """Compiling a base network into dual-path steps.
 
 The network is traced with ``torch.fx``; each graph node becomes a step that maps the
-(primal, tangent) values of its inputs to its own (``common.tangent.rules``). A conv whose
-only user is an eval-mode BatchNorm is folded with it (``common.tangent.fusion``). Each step
-has two forms: ``pair`` (two tensors, for autograd) and ``stacked`` (no grad: [x; t] along
-the batch, ``common.tangent.stacked``; it falls back to the pair rule where it has none).
+(primal, tangent) values of its inputs to its own, by the rule registered for its module
+type, function or method (``tmc.common.tangent.ops``). A conv whose only user is an
+eval-mode BatchNorm is folded with it (``tmc.common.tangent.fusion``). Each step has two
+forms: ``pair`` (two tensors, for autograd) and ``stacked`` (no grad: [x; t] along the
+batch; it falls back to the pair form where the rule has no stacked one or declines).
 Anything without a rule is refused when the model is built, not in the middle of training.
 """
 
@@ -17,31 +18,20 @@ import torch
 from torch import fx, nn
 
 from tmc.common.errors import TangentError
-from tmc.common.tangent.dual import Dual, DualValue, Tangent
+from tmc.common.tangent.dual import DualValue
 from tmc.common.tangent.fusion import FusedConvBatchNorm
-from tmc.common.tangent.rules import (
-    ADDITIVE_FUNCTIONS,
-    BATCHWISE_FUNCTIONS,
-    BATCHWISE_METHODS,
-    FLATTENS,
-    LINEAR_FUNCTIONS,
-    LINEAR_METHODS,
-    PARAMETER_RULES,
-    RELU_FUNCTIONS,
-    add_tangents,
-    module_rule,
-    relu_tangent,
+from tmc.common.tangent.graph import (
+    DeltaLookup,
+    Env,
+    StepFn,
+    StepForms,
+    input_nodes,
+    primal_args,
+    single_input,
+    sole_consumer,
+    with_fallback,
 )
-from tmc.common.tangent.stacked import (
-    STACKED_MODULE_RULES,
-    add_stacked,
-    batchwise_stacked,
-    relu_stacked,
-)
-
-Env = dict[str, DualValue]
-DeltaLookup = Mapping[str, torch.Tensor]
-StepFn = Callable[[Env, DeltaLookup], DualValue]
+from tmc.common.tangent.ops import OpRule, delta_rule, function_rule, method_rule, module_rule
 
 
 @dataclass(frozen=True)
@@ -69,72 +59,34 @@ class CompiledGraph:
     read: what the frozen part hands over (the features a training loop may cache)."""
 
 
-def _primal(
-    arg: fx.node.Argument, env: Env, replace: tuple[str, torch.Tensor] | None = None
-) -> fx.node.Argument:
-    """``arg`` with each graph node replaced by its primal value (or by ``replace``'s tensor
-    for the node it names: how a linear op is applied to a tangent)."""
+def _unary_steps(
+    node: fx.Node, rule: OpRule, module: nn.Module | None, own: Callable[[DeltaLookup], DeltaLookup]
+) -> StepForms:
+    """Both forms of a rule applied to a node's one activation (a module, or a function
+    such as ``F.relu``); ``own`` picks the module's Δ out of the full lookup."""
+    source = rule.source(node, module)
+    single = sole_consumer(node.args[0], node)
+    pair_rule = rule.pair
+    if pair_rule is None:  # pragma: no cover - OpRule refuses such a rule when defined
+        raise TangentError(f"rule {rule.name} has no pair form")
 
-    def value(node: fx.Node) -> torch.Tensor:
-        if replace is not None and node.name == replace[0]:
-            return replace[1]
-        return env[node.name].primal
-
-    return fx.node.map_arg(arg, value)
-
-
-def _input_nodes(arg: fx.node.Argument) -> list[fx.Node]:
-    found: list[fx.Node] = []
-
-    def note(node: fx.Node) -> fx.Node:
-        found.append(node)
-        return node
-
-    fx.node.map_arg(arg, note)
-    return found
-
-
-def _single_input(node: fx.Node) -> str:
-    (arg,) = node.args
-    if not isinstance(arg, fx.Node) or node.kwargs:
-        raise TangentError(f"{node.name} must be called on a single activation")
-    return arg.name
-
-
-def _relu_input(node: fx.Node, inplace: bool) -> str:
-    """The input of a ReLU node. An in-place ReLU also changes its input for every other
-    reader, which the graph does not show: refused unless it is the only reader."""
-    (arg,) = node.args
-    extra = set(node.kwargs) - {"inplace"}
-    if not isinstance(arg, fx.Node) or extra:
-        raise TangentError(f"{node.name} must be called on a single activation")
-    if (inplace or node.kwargs.get("inplace")) and len(arg.users) > 1:
-        raise TangentError(f"{node.name}: an in-place ReLU on an activation read elsewhere")
-    return arg.name
-
-
-def _sole_consumer(node: fx.node.Argument, user: fx.Node) -> bool:
-    """``user`` is the only reader of ``node`` (and reads it once): it may overwrite it."""
-    if not isinstance(node, fx.Node) or node.op == "placeholder" or set(node.users) != {user}:
-        return False
-    reads = _input_nodes(user.args) + _input_nodes(user.kwargs)
-    return reads.count(node) == 1
-
-
-def _pair_step(source: str, rule: Callable[[torch.Tensor, Tangent, DeltaLookup], Dual]) -> StepFn:
-    def run(env: Env, delta: DeltaLookup) -> DualValue:
+    def pair(env: Env, delta: DeltaLookup) -> DualValue:
         value = env[source]
-        return DualValue(*rule(value.primal, value.tangent, delta))
+        return DualValue(*pair_rule(module, value.primal, value.tangent, own(delta)))
 
-    return run
+    stacked_rule = rule.stacked
+    if stacked_rule is None:
+        return pair, pair
+    srule = stacked_rule
+
+    def stacked(env: Env, delta: DeltaLookup) -> DualValue | None:
+        return srule(module, env[source], single, own(delta))
+
+    return pair, with_fallback(pair, stacked)
 
 
-def _with_fallback(pair: StepFn, stacked: Callable[[Env, DeltaLookup], DualValue | None]) -> StepFn:
-    def run(env: Env, delta: DeltaLookup) -> DualValue:
-        out = stacked(env, delta)
-        return pair(env, delta) if out is None else out
-
-    return run
+def _no_delta(_: DeltaLookup) -> DeltaLookup:
+    return {}
 
 
 class _Compiler:
@@ -150,7 +102,7 @@ class _Compiler:
         for local, _ in module.named_parameters(recurse=False):
             full = f"{path}.{local}" if path else local
             if full in self.tangent_names:
-                if type(module) not in PARAMETER_RULES:
+                if delta_rule(module) is None:
                     raise TangentError(f"{full}: {type(module).__name__} has no Δ rule")
                 keys[local] = full
                 self.claimed.add(full)
@@ -172,32 +124,18 @@ class _Compiler:
                 pairs[node.name] = user
         return pairs
 
-    def module_step(self, node: fx.Node) -> tuple[StepFn, StepFn]:
+    def module_step(self, node: fx.Node) -> StepForms:
         path = str(node.target)
         module = self.network.get_submodule(path)
         rule = module_rule(module)
         keys = self.own_delta(path, module)
-        if isinstance(module, nn.ReLU):
-            source = _relu_input(node, module.inplace)
-        else:
-            source = _single_input(node)
-        single = _sole_consumer(node.args[0], node)
 
-        def own(delta: DeltaLookup) -> dict[str, torch.Tensor]:
+        def own(delta: DeltaLookup) -> DeltaLookup:
             return {local: delta[full] for local, full in keys.items()}
 
-        pair = _pair_step(source, lambda x, t, delta: rule(module, x, t, own(delta)))
-        stacked_rule = STACKED_MODULE_RULES.get(type(module))
-        if stacked_rule is None:
-            return pair, pair
-        srule = stacked_rule
+        return _unary_steps(node, rule, module, own)
 
-        def stacked(env: Env, delta: DeltaLookup) -> DualValue | None:
-            return srule(module, env[source], single, own(delta))
-
-        return pair, _with_fallback(pair, stacked)
-
-    def fused_step(self, conv_node: fx.Node, bn_node: fx.Node) -> tuple[StepFn, StepFn]:
+    def fused_step(self, conv_node: fx.Node, bn_node: fx.Node) -> StepForms:
         conv_path, bn_path = str(conv_node.target), str(bn_node.target)
         conv = self.network.get_submodule(conv_path)
         bn = self.network.get_submodule(bn_path)
@@ -207,7 +145,7 @@ class _Compiler:
         self.fused[bn_path] = fused
         conv_keys = self.own_delta(conv_path, conv)
         bn_keys = self.own_delta(bn_path, bn)
-        source = _single_input(conv_node)
+        source = single_input(conv_node)
 
         def deltas(delta: DeltaLookup) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
             return (
@@ -222,7 +160,7 @@ class _Compiler:
         def stacked(env: Env, delta: DeltaLookup) -> DualValue | None:
             return fused.stacked(env[source], *deltas(delta))
 
-        return pair, _with_fallback(pair, stacked)
+        return pair, with_fallback(pair, stacked)
 
     def carries_tangent(self, graph: fx.Graph) -> set[str]:
         """Names of the nodes whose value may depend on Δ: those that read a tangent
@@ -231,7 +169,7 @@ class _Compiler:
         for node in graph.nodes:
             if node.op in ("placeholder", "output"):
                 continue
-            reads = _input_nodes(node.args) + _input_nodes(node.kwargs)
+            reads = input_nodes(node.args) + input_nodes(node.kwargs)
             if any(r.name in live for r in reads) or self.reads_tangent(node):
                 live.add(node.name)
         return live
@@ -247,7 +185,7 @@ class _Compiler:
 
     def rule_step(
         self, node: fx.Node, by_name: Mapping[str, fx.Node], folded_bn: Mapping[str, str]
-    ) -> tuple[StepFn, StepFn]:
+    ) -> StepForms:
         """The node's (pair, stacked) forms from its rule; a TangentError when it has none."""
         if node.op == "call_module" and node.name in folded_bn:
             return self.fused_step(by_name[folded_bn[node.name]], node)
@@ -299,7 +237,7 @@ class _Compiler:
         for node, _, _ in forms:
             if node.name in live:
                 read = by_name[folded_bn[node.name]] if node.name in folded_bn else node
-                for arg in _input_nodes(read.args) + _input_nodes(read.kwargs):
+                for arg in input_nodes(read.args) + input_nodes(read.kwargs):
                     if arg.name not in live:
                         frontier[arg.name] = None
         if output.name not in live:
@@ -319,7 +257,7 @@ def _with_lifetimes(
     last: dict[str, int] = {}
     for i, (node, _, _) in enumerate(forms):
         read = by_name[folded_bn[node.name]] if node.name in folded_bn else node
-        for arg in _input_nodes(read.args) + _input_nodes(read.kwargs):
+        for arg in input_nodes(read.args) + input_nodes(read.kwargs):
             last[arg.name] = i
     frees: dict[int, list[str]] = {}
     for name, i in last.items():
@@ -351,7 +289,7 @@ def _plain_step(node: fx.Node, network: nn.Module) -> StepFn:
         return target(*values, **options)  # type: ignore[operator]
 
     def run(env: Env, _: DeltaLookup) -> DualValue:
-        value = call(_primal(args, env), _primal(kwargs, env))  # type: ignore[arg-type]
+        value = call(primal_args(args, env), primal_args(kwargs, env))  # type: ignore[arg-type]
         return DualValue(value, None)  # type: ignore[arg-type]
 
     return run
@@ -371,90 +309,15 @@ def compile_network(network: nn.Module, tangent_names: frozenset[str]) -> Compil
     return _Compiler(network, tangent_names).compile(graph)
 
 
-def _function_step(node: fx.Node) -> tuple[StepFn, StepFn]:
-    fn = node.target
-    args, kwargs = node.args, node.kwargs
-    if fn in ADDITIVE_FUNCTIONS:
-        if kwargs:
-            raise TangentError(f"{node.name}: {fn} with keyword arguments is not supported")
-        sources = [a.name for a in _input_nodes(args)]
-
-        def run_add(env: Env, _: DeltaLookup) -> DualValue:
-            primal = fn(*_primal(args, env))  # type: ignore[misc]
-            return DualValue(primal, add_tangents(*(env[s].tangent for s in sources)))
-
-        first, second = args if len(args) == 2 else (None, None)
-        if not isinstance(first, fx.Node) or not isinstance(second, fx.Node):
-            return run_add, run_add
-        a, b = first.name, second.name
-        single_a, single_b = _sole_consumer(first, node), _sole_consumer(second, node)
-
-        def stacked_add(env: Env, _: DeltaLookup) -> DualValue | None:
-            return add_stacked(env[a], env[b], single_a, single_b)
-
-        return run_add, _with_fallback(run_add, stacked_add)
-    if fn in LINEAR_FUNCTIONS:
-        return _linear_op(node, lambda a, k: fn(*a, **k), _keeps_dim0(node))
-    if fn in RELU_FUNCTIONS:
-        source = _relu_input(node, inplace=fn is torch.relu_)
-        single = _sole_consumer(node.args[0], node)
-
-        def run_relu(env: Env, _: DeltaLookup) -> DualValue:
-            x, t = env[source].pair()
-            return DualValue(torch.relu(x), relu_tangent(t, x) if t is not None else None)
-
-        def stacked_relu(env: Env, _: DeltaLookup) -> DualValue | None:
-            return relu_stacked(env[source], single)
-
-        return run_relu, _with_fallback(run_relu, stacked_relu)
-    raise TangentError(f"no tangent rule for function {getattr(fn, '__name__', fn)} ({node.name})")
+def _function_step(node: fx.Node) -> StepForms:
+    rule = function_rule(node.target, node.name)  # type: ignore[arg-type]
+    if rule.node_steps is not None:
+        return rule.node_steps(node)
+    return _unary_steps(node, rule, None, _no_delta)
 
 
-def _keeps_dim0(node: fx.Node) -> bool:
-    """The op treats each slice along dim 0 on its own (pooling; flatten from dim ≥ 1)."""
-    if node.target in FLATTENS:
-        start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
-        return isinstance(start, int) and start >= 1
-    return node.target in BATCHWISE_FUNCTIONS or node.target in BATCHWISE_METHODS
-
-
-def _method_step(node: fx.Node) -> tuple[StepFn, StepFn]:
-    method = str(node.target)
-    if method not in LINEAR_METHODS:
-        raise TangentError(f"no tangent rule for method .{method}() ({node.name})")
-    return _linear_op(node, lambda a, k: getattr(a[0], method)(*a[1:], **k), _keeps_dim0(node))
-
-
-def _linear_op(
-    node: fx.Node,
-    apply: Callable[[tuple[object, ...], dict[str, object]], torch.Tensor],
-    keeps_dim0: bool,
-) -> tuple[StepFn, StepFn]:
-    """An op that is linear in its single activation argument: apply it to both paths."""
-    inputs = _input_nodes(node.args) + _input_nodes(node.kwargs)
-    if len(inputs) != 1:
-        raise TangentError(f"{node.name}: a linear op must take exactly one activation")
-    source = inputs[0].name
-    args, kwargs = node.args, node.kwargs
-
-    def run(env: Env, _: DeltaLookup) -> DualValue:
-        primal = apply(_primal(args, env), _primal(kwargs, env))  # type: ignore[arg-type]
-        t = env[source].tangent
-        if t is None:
-            return DualValue(primal, None)
-        swap = (source, t)
-        return DualValue(primal, apply(_primal(args, env, swap), _primal(kwargs, env, swap)))  # type: ignore[arg-type]
-
-    if not keeps_dim0:
-        return run, run
-
-    def stacked(env: Env, _: DeltaLookup) -> DualValue | None:
-        value = env[source]
-
-        def on(z: torch.Tensor) -> torch.Tensor:
-            swap = (source, z)
-            return apply(_primal(args, env, swap), _primal(kwargs, env, swap))  # type: ignore[arg-type]
-
-        return batchwise_stacked(value, on)
-
-    return run, _with_fallback(run, stacked)
+def _method_step(node: fx.Node) -> StepForms:
+    rule = method_rule(str(node.target), node.name)
+    if rule.node_steps is None:  # pragma: no cover - OpRule refuses such a rule when defined
+        raise TangentError(f"rule {rule.name} has no form for method .{node.target}()")
+    return rule.node_steps(node)

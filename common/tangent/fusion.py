@@ -24,8 +24,8 @@ from torch import nn
 
 from tmc.common.errors import TangentError
 from tmc.common.tangent.dual import Dual, DualValue, Tangent
-from tmc.common.tangent.rules import conv2d_apply
-from tmc.common.tangent.stacked import affine_stacked
+from tmc.common.tangent.ops.conv import conv2d_apply
+from tmc.common.tangent.ops.rule import affine_stacked
 
 _Stamp = tuple[tuple[weakref.ref[torch.Tensor], int, int] | None, ...]
 
@@ -196,7 +196,7 @@ class FusedConvBatchNorm(nn.Module):
         conv_delta: Mapping[str, torch.Tensor],
         bn_delta: Mapping[str, torch.Tensor],
     ) -> DualValue | None:
-        """The no-grad path on z = [x; t] (``common.tangent.stacked``), with cached K, c."""
+        """The no-grad path on z = [x; t] (``ops.rule.affine_stacked``), with cached K, c."""
         if value.primal.dim() != 4:
             return None
         kernel, shift = self.delta_kernel(*self._deltas(conv_delta, bn_delta))

@@ -12,10 +12,9 @@ AdamW, the step decay and the final Δ are post-processing of the noisy gradient
 Per-example gradients come from ``torch.func``: ``vmap`` of ``grad`` over one example.
 The tangent model is linear in Δ, f_lin(x; Δ) = f(x; θ0) + J(x)·Δ, so the gradient of an
 example's loss is J(x)ᵀ·g with g = ∂loss/∂f at its logits: g comes from one batched
-forward, and each example's J(x)ᵀ·g is the gradient of ⟨f_lin(x; Δ), g⟩. On the dual-path
-engine that is ``vmap(grad(...))`` over ``TangentModel.forward(x, delta)`` itself; on the
-generic path (whose ``torch.autograd.Function`` functorch cannot transform) it is the same
-gradient taken on the plain network at θ0, which needs first derivatives only. With
+forward, and each example's J(x)ᵀ·g is the gradient of ⟨f_lin(x; Δ), g⟩, by
+``vmap(grad(...))`` over the function the model's backend hands out
+(``TangentModel.linearised``: the tangent forward in Δ, or the plain network at θ0). With
 ``cache_features`` the frozen part runs once per example and DP-SGD trains on its output.
 
 The privacy loss is accounted in Rényi DP (Mironov 2017) by Google's ``dp-accounting``
@@ -34,19 +33,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
-from torch.func import functional_call, grad, vmap
+from torch.func import grad, vmap
 from torch.utils.data import Dataset, default_collate
 
 from tmc.common.components.delta import Delta
 from tmc.common.device import resolve_device
 from tmc.common.errors import ConfigError, DataError
 from tmc.common.progress import progress_bar
-from tmc.common.tangent.functional import JvpForward
-from tmc.common.tangent.model import TangentModel
-from tmc.common.tangent.split import FrozenSplit, split_frozen
+from tmc.common.tangent import Linearised, TangentModel
 from tmc.common.training.accounting import PrivacyPlan, plan_privacy
 from tmc.common.training.config import TrainConfig
-from tmc.common.training.features import Encoder, encode_dataset, network_encoder
+from tmc.common.training.features import Encoder, encode_dataset
 from tmc.common.training.loop import TrainReport, _present_classes, label_histogram
 from tmc.common.training.losses import distance_penalty, task_loss
 
@@ -59,52 +56,6 @@ Sample = tuple[torch.Tensor, int]
 
 
 # -- per-example gradients -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Linearised:
-    """The tangent model as DP-SGD sees it: batched logits f_lin(inputs; Δ), and a function
-    ``inner(inputs, params)`` whose gradient w.r.t. ``params`` at ``point()`` is J(x)ᵀ·g
-    when contracted with g (Δ itself on the dual path; θ0 of the plain network on the
-    generic path)."""
-
-    names: tuple[str, ...]
-    logits: Callable[[Inputs, Lookup], torch.Tensor]
-    inner: Callable[[Inputs, Lookup], torch.Tensor]
-    point: Callable[[], dict[str, torch.Tensor]]
-
-
-def linearised(
-    model: TangentModel, *, features: bool = False, split: FrozenSplit | None = None
-) -> Linearised:
-    """On images, or with ``features`` on cached features: the dual path's
-    ``frozen_features``, or on the generic path the outputs of ``split.prefix``."""
-    names = model.tangent_names
-    if model.path == "dual":
-        forward = model.forward_features if features else model.forward
-
-        def dual_point() -> dict[str, torch.Tensor]:
-            return dict(model.delta_state())
-
-        return Linearised(names, forward, forward, dual_point)  # type: ignore[arg-type]
-    if features and split is None:
-        raise ConfigError("the generic tangent path trains on features only with its split")
-    network = split.suffix if features and split is not None else model.base
-    state = {**dict(network.named_parameters()), **dict(network.named_buffers())}
-    jvp = JvpForward(network, names)
-
-    def logits(x: Inputs, delta: Lookup) -> torch.Tensor:
-        primal, tangent = jvp(x, delta)
-        return primal + tangent
-
-    def plain(x: Inputs, params: Lookup) -> torch.Tensor:
-        out: torch.Tensor = functional_call(network, {**state, **params}, (x,))
-        return out
-
-    def theta0() -> dict[str, torch.Tensor]:
-        return {n: state[n].detach() for n in names}
-
-    return Linearised(names, logits, plain, theta0)
 
 
 def _one(x: Inputs) -> Inputs:
@@ -166,14 +117,7 @@ def _prepare(
 ) -> tuple[Linearised, Callable[[torch.Tensor], tuple[Inputs, torch.Tensor]], bool]:
     """The linearised model and a batch reader (indices → inputs, labels on ``device``):
     on the cached features when the frozen part can be cached, else on the images."""
-    split = None
-    encoder: Encoder | None = None
-    if config.cache_features:
-        if model.path == "dual":
-            encoder = model.frozen_features
-        else:
-            split = split_frozen(model.base, model.tangent_names)
-            encoder = network_encoder(split) if split is not None else None
+    encoder: Encoder | None = model.frozen_features if config.cache_features else None
     cached = (
         encode_dataset(encoder, dataset, batch_size=config.batch_size, device=device)
         if encoder is not None
@@ -187,13 +131,13 @@ def _prepare(
             at = index.to(device)
             return _take(features, at), labels[at]
 
-        return linearised(model, features=True, split=split), from_cache, True
+        return model.linearised(features=True), from_cache, True
 
     def from_dataset(index: torch.Tensor) -> tuple[Inputs, torch.Tensor]:
         images, targets = default_collate([dataset[int(i)] for i in index])
         return images.to(device), torch.as_tensor(targets, device=device)
 
-    return linearised(model), from_dataset, False
+    return model.linearised(), from_dataset, False
 
 
 @dataclass
@@ -224,7 +168,7 @@ class _Step:
                 continue
             inputs, labels = self.read(part)
             with torch.no_grad():
-                logits = self.lin.logits(inputs, self.lin.point())
+                logits = self.lin.logits(inputs, self.lin.delta())
             logits.requires_grad_(True)
             with torch.enable_grad():
                 # The data loss is a mean over the batch: times its size, its gradient w.r.t.
@@ -335,10 +279,8 @@ def train_private(
 
 __all__ = [
     "PER_EXAMPLE_BYTES",
-    "Linearised",
     "add_noise",
     "clipped_sum",
-    "linearised",
     "per_example_gradients",
     "train_private",
 ]
