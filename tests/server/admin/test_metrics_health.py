@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -20,6 +21,9 @@ from tests.server.admin.admin_helpers import Pki
 from tests.server.admin.conftest import Tokens
 from tmc.server.admin import ADMIN_SERVICE, TLSFiles, refusal_kind, serve
 from tmc.server.registry import Registry
+
+REPO = Path(__file__).resolve().parents[3]
+HEALTHCHECK = REPO / "deploy" / "image" / "healthcheck.py"  # the containers' tmc-healthcheck
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -52,6 +56,7 @@ def test_metrics_follow_the_registry_and_health_says_serving(
         tls=TLSFiles(pki.server_cert, pki.server_key),
         metrics_port=0,
     )
+    tls_check = [str(pki.ca_cert), f"127.0.0.1:{server.port}"]
     try:
         assert server.metrics is not None
         before = _scrape(server.metrics.port)
@@ -80,8 +85,18 @@ def test_metrics_follow_the_registry_and_health_says_serving(
         serving = health_pb2.HealthCheckResponse.SERVING
         assert _health(server.port, pki.ca_cert, "") == serving
         assert _health(server.port, pki.ca_cert, ADMIN_SERVICE) == serving
+        assert _healthcheck("--tls-ca", *tls_check) == 0  # compose's admin health check
+        assert _healthcheck("--http", f"http://127.0.0.1:{server.metrics.port}/") == 0
     finally:
         server.stop(grace=1.0)
+    assert _healthcheck("--tls-ca", *tls_check) == 1  # stopped: unhealthy
+
+
+def _healthcheck(*args: str) -> int:
+    done = subprocess.run(
+        [sys.executable, str(HEALTHCHECK), *args], capture_output=True, text=True, timeout=60
+    )
+    return done.returncode
 
 
 def test_refusal_reasons_fall_into_few_kinds() -> None:
