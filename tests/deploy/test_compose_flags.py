@@ -296,7 +296,8 @@ def test_admin_serve_and_dashboard_have_health_checks_that_ask_the_process() -> 
         "/credentials/ca.crt",
         f"127.0.0.1:{options['--port']}",
     ]
-    assert options["--metrics-port"] and options["--metrics-host"] == "0.0.0.0"
+    assert options["--metrics-port"]
+    assert options["--metrics-host"] == "0.0.0.0"
     for name in ("serve", "dashboard"):
         spec, port = services()[name], _flags(name)["--port"]
         assert spec["healthcheck"]["test"] == [
@@ -315,7 +316,8 @@ def test_serve_reads_the_registry_and_holds_only_its_token() -> None:
     volumes = services()["serve"]["volumes"]
     assert "registry:/var/lib/tmc:ro" in volumes
     secrets = [v for v in volumes if v.startswith("$")]
-    assert len(secrets) == 1 and secrets[0].endswith(":/credentials/serve.token:ro"), secrets
+    assert len(secrets) == 1, secrets
+    assert secrets[0].endswith(":/credentials/serve.token:ro"), secrets
     assert _flags("serve")["--token-file"] == "/credentials/serve.token"
     dashboard = [v for v in services()["dashboard"]["volumes"] if v.startswith("$")]
     assert all(v.endswith(":ro") and "server.key" not in v for v in dashboard), dashboard
