@@ -96,7 +96,8 @@ class Federation:
         )
         self.directory = SiloDirectory(require_registered=config.require_authenticated_silos)
         self.refused: dict[int, str] = {}
-        """Nodes refused this run (not greeted again until the next run), and why."""
+        """Nodes refused this run, and why: not greeted again until the next run, except
+        by a continual run's checks (which audit a refusal only when its reason changes)."""
         self.shapes = {name: shape for name, (shape, _) in base.tangent_shapes().items()}
         self.model = TangentModel(base.network, base.tangent_names)
 

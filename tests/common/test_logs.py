@@ -52,3 +52,16 @@ def test_format_and_level_come_from_the_option_or_the_environment() -> None:
         log_format(None, env={"TMC_LOG_FORMAT": "xml"})
     with pytest.raises(ConfigError, match="TMC_LOG_LEVEL is 'loud'"):
         log_level(None, env={"TMC_LOG_LEVEL": "loud"})
+
+
+def test_the_cli_refuses_an_unknown_log_format_in_one_line() -> None:
+    from typer.testing import CliRunner
+
+    from tmc.cli import app
+
+    result = CliRunner().invoke(app, ["--log-format", "xml", "registry", "--help"])
+    assert result.exit_code == 2, result.output
+    assert "error: --log-format is 'xml'; use text or json" in result.output
+    refused = CliRunner().invoke(app, ["registry", "--help"], env={"TMC_LOG_FORMAT": "yaml"})
+    assert refused.exit_code == 2, refused.output
+    assert "TMC_LOG_FORMAT is 'yaml'" in refused.output
