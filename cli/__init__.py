@@ -16,6 +16,8 @@ import typer
 from typer.core import TyperGroup
 
 from tmc.client.cli import silo_app
+from tmc.common.errors import ConfigError
+from tmc.common.logs import configure_logging, log_format, log_level
 from tmc.server.cli import add_server_commands, dashboard, readmit
 from tmc.server.cli.output import EXIT_USAGE, one_line, report_error
 from tmc.simulation import demo, simulate_command
@@ -80,11 +82,29 @@ app.add_typer(silo_app, name="silo")
 @app.callback()
 def _root(
     verbose: int = typer.Option(
-        0, "--verbose", "-v", count=True, help="log more (-v: info, -vv: debug) on stderr"
+        0,
+        "--verbose",
+        "-v",
+        count=True,
+        help="log more (-v: info, -vv: debug) on stderr; default: TMC_LOG_LEVEL or warning",
+    ),
+    log_format_option: str | None = typer.Option(
+        None,
+        "--log-format",
+        help="text | json (one JSON object per line); default: TMC_LOG_FORMAT or text",
+        show_default=False,
     ),
 ) -> None:
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    explicit = [None, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    try:
+        kind = log_format(log_format_option)
+        level = log_level(explicit, default=logging.WARNING)
+    except ConfigError as exc:
+        report_error("ConfigError", str(exc), as_json="--json" in sys.argv)
+        raise typer.Exit(EXIT_USAGE) from exc
+    # Like logging.basicConfig: a process that set up its own logging (pytest) keeps it.
+    if all(getattr(h, "tmc_handler", False) for h in logging.getLogger().handlers):
+        configure_logging(kind, level, stream=sys.stderr)
     # Flower logs through its own handler; without this its DEBUG lines reach ours too.
     logging.getLogger("flwr").propagate = False
 

@@ -44,6 +44,7 @@ from tmc.common.federation import (
     unpack,
 )
 from tmc.common.federation.config import FederationConfig
+from tmc.common.logs import handler, log_format, log_level
 from tmc.common.models import BaseModelSpec, MaterializedBase
 from tmc.common.tangent import TangentModel
 from tmc.common.training import TrainConfig, evaluate, train_tangent
@@ -70,10 +71,13 @@ class NodeRuntime:
     def config(self, context: Context) -> FederationConfig:
         return FederationConfig.from_run_config({**dict(context.run_config), **self.overrides})
 
-    def silo(self, context: Context, data: DataSpec) -> SiloSource:
-        """The node's silo read in the federation's label space and input spec."""
+    def silo(self, context: Context, data: DataSpec, *, fresh: bool = False) -> SiloSource:
+        """The node's silo read in the federation's label space and input spec; ``fresh``
+        reads a silo folder again (at hello: new increments may have been dropped in)."""
         settings, config = self.settings(context), self.config(context)
         key = settings.model_dump_json() + config.model_dump_json() + data.model_dump_json()
+        if fresh and settings.data_path is not None:
+            self._silos.pop(key, None)
         if key not in self._silos:
             self._silos[key] = open_silo(settings, config, data)
         return self._silos[key]
@@ -106,11 +110,11 @@ def _log_to_node(level: int) -> None:
     logger = logging.getLogger("tmc.client")
     if any(getattr(h, "tmc_node", False) for h in logger.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("tmc %(levelname)s: %(message)s"))
-    handler.tmc_node = True  # type: ignore[attr-defined]
-    logger.addHandler(handler)
-    logger.setLevel(level)
+    # TMC_LOG_FORMAT / TMC_LOG_LEVEL in the SuperNode's environment reach this process.
+    node_handler = handler(log_format(), sys.stderr, "tmc %(levelname)s: %(message)s")
+    node_handler.tmc_node = True  # type: ignore[attr-defined]
+    logger.addHandler(node_handler)
+    logger.setLevel(log_level(default=level))
 
 
 def _own_privacy(config: TrainConfig) -> TrainConfig:
@@ -134,7 +138,7 @@ def make_client_app(run_config_overrides: Mapping[str, Any] | None = None) -> Cl
     runtime = NodeRuntime(run_config_overrides)
 
     def introduce(context: Context, request: HelloRequest) -> RecordDict:
-        silo = runtime.silo(context, request.data)
+        silo = runtime.silo(context, request.data, fresh=True)
         answer = Hello(
             silo=silo.name,
             has_base=runtime.cache(context).has(request.base_sha256),

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The compose stack for real, as CI or a developer runs it on one Debian machine with no
 # Docker daemon: podman (rootful), a base image made with debootstrap, both images built
-# from this checkout, the stack up, silos registered, two rounds, a silo forgotten through
-# the admin API and its node unregistered, the registry verified; then everything this
+# from this checkout, the stack up, silos registered, two rounds, the served model queried
+# (tmc serve), a silo forgotten through the admin API and gone from the served model, its
+# node unregistered, the registry verified; then everything this
 # script started is removed (containers, volumes, network, index server, temp folder),
 # also on failure or Ctrl-C. Built images are kept (reruns reuse their layers) unless
 # --remove-images.
@@ -276,9 +277,13 @@ fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 SL_PORT=$(free_port)
 AD_PORT=$(free_port)
+MT_PORT=$(free_port)
+SV_PORT=$(free_port)
+DB_PORT=$(free_port)
 C=$WORK/credentials
 python "$REPO/deploy/credentials.py" --out "$C" --silos silo-0,silo-1,silo-2 \
     --hosts localhost,127.0.0.1,superlink,admin --superlink "127.0.0.1:$SL_PORT" >/dev/null
+(umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >"$C/serve.token")
 tmc data export --out "$WORK/data" --silos 3 >/dev/null
 # The containers run as the keys' owner; as root, that is a uid of the test's own
 # (containers never run as root), which then owns the keys and the data.
@@ -286,7 +291,9 @@ if ((EUID == 0)); then TMC_UID=10001 TMC_GID=10001; else TMC_UID=$(id -u) TMC_GI
 chown -R "$TMC_UID:$TMC_GID" "$C" "$WORK/data"
 export TMC_UID TMC_GID TMC_CREDENTIALS=$C TMC_DATA=$WORK/data \
     TMC_SERVER_IMAGE=$SERVER_IMAGE TMC_SILO_IMAGE=$SILO_IMAGE \
-    TMC_SUPERLINK_PUBLISH=127.0.0.1:$SL_PORT TMC_ADMIN_PUBLISH=127.0.0.1:$AD_PORT
+    TMC_SUPERLINK_PUBLISH=127.0.0.1:$SL_PORT TMC_ADMIN_PUBLISH=127.0.0.1:$AD_PORT \
+    TMC_METRICS_PUBLISH=127.0.0.1:$MT_PORT TMC_SERVE_PUBLISH=127.0.0.1:$SV_PORT \
+    TMC_DASHBOARD_PUBLISH=127.0.0.1:$DB_PORT TMC_LOG_FORMAT=json
 export FLWR_HOME=$C/flwr
 say "credentials and data for silo-0..2 in $WORK (uid $TMC_UID); SuperLink 127.0.0.1:$SL_PORT, admin API 127.0.0.1:$AD_PORT"
 
@@ -344,18 +351,53 @@ say "flwr run done in $(($(date +%s) - started)) s; its stream (ServerApp lines)
 grep -E "round|accepted|refused|base " "$WORK/run.log" | sed 's/\x1b\[[0-9;]*m//g' | head -40
 grep -q "round 2" "$WORK/run.log" || fail "flwr run --stream showed no round progress"
 
-# -- 8. forget a silo over the admin API, verify, unregister its node ---------------------
+# -- 8. forget a silo over the admin API, gone from the served model; verify; unregister ---
 admin=(--server "127.0.0.1:$AD_PORT" --ca-cert "$C/ca/ca.crt" --token-file "$C/operator.token")
 wait_for 90 "admin API serving" tmc registry list "${admin[@]}" --json \
     || { logs_of admin; fail "the admin API did not come up"; }
+wait_for 60 "admin API healthy (its gRPC health service, over TLS)" podman healthcheck run "$(container admin)" \
+    || { logs_of admin; fail "the admin API's health check failed"; }
+metric() {  # metric NAME: its value on the admin server's /metrics
+    curl -fsS "http://127.0.0.1:$MT_PORT/metrics" | awk -v n="$1" '$1 == n {print $2}'
+}
+[[ $(metric tmc_model_version) != "" && $(metric tmc_model_version) != "0.0" ]] \
+    || fail "the admin server's /metrics shows no model version"
 tmc registry list "${admin[@]}"
 count() { tmc registry list "${admin[@]}" --json --silo "$1" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 before=$(count silo-1)
 ((before == 2)) || fail "silo-1 should have 2 components after 2 rounds, has $before"
+silo1_ids=$(tmc registry list "${admin[@]}" --json --silo silo-1 | python3 -c 'import json,sys; print(",".join(c["id"] for c in json.load(sys.stdin)))')
+
+say "compose up: serve (the current model over HTTP)"
+compose up -d --no-build serve >"$WORK/up-serve.log" 2>&1 \
+    || { cat "$WORK/up-serve.log" >&2; fail "compose up of tmc serve failed"; }
+wait_for 120 "tmc serve healthy (GET /healthz)" podman healthcheck run "$(container serve)" \
+    || { logs_of serve; fail "tmc serve did not become healthy"; }
+served() {  # served: "VERSION IDS" of the model tmc serve answers from
+    curl -fsS -H "Authorization: Bearer $(cat "$C/serve.token")" "http://127.0.0.1:$SV_PORT/v1/model" \
+        | python3 -c 'import json,sys; m=json.load(sys.stdin); print(m["version"], ",".join(m["component_ids"]))'
+}
+read -r version_before ids_before <<<"$(served)"
+for id in ${silo1_ids//,/ }; do
+    [[ ,$ids_before, == *,$id,* ]] || fail "the served model (version $version_before) lacks silo-1's component $id"
+done
+say "served model: version $version_before, $(tr ',' '\n' <<<"$ids_before" | wc -l) components (silo-1's among them)"
+
 say "forgetting silo-1 through the admin API"
 tmc forget "${admin[@]}" --silo silo-1 --reason "container test" --json
+forgotten_at=$(date +%s%N)
 after=$(count silo-1)
 ((after == 0)) || fail "silo-1 still has $after active components after tmc forget"
+# shellcheck disable=SC2317  # called through wait_for
+silo1_gone() {
+    local version ids
+    read -r version ids <<<"$(served)"
+    [[ $version != "$version_before" ]] || return 1
+    for id in ${silo1_ids//,/ }; do [[ ,$ids, != *,$id,* ]] || return 1; done
+}
+wait_for 10 "silo-1 out of the served model" silo1_gone || fail "tmc serve still answers with silo-1's components"
+say "the served model dropped silo-1 $(( ($(date +%s%N) - forgotten_at) / 1000000 )) ms after the forget returned"
+[[ $(metric tmc_forgets_total) == "2.0" ]] || fail "/metrics: tmc_forgets_total is $(metric tmc_forgets_total), expected 2"
 podman exec "$(container admin)" tmc registry verify --registry /var/lib/tmc/registry \
     || fail "tmc registry verify failed after the forget"
 say "registry verified bit for bit; unregistering silo-1's node by name"

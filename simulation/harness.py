@@ -21,6 +21,7 @@ from tmc.common.errors import ConfigError
 from tmc.common.federation.config import FederationConfig
 from tmc.server.federation.app import make_server_app
 from tmc.server.federation.history import RoundSummary
+from tmc.server.federation.stopping import StopRequest
 
 
 class _HideDeprecation(logging.Filter):
@@ -38,9 +39,11 @@ def simulate(
     client_app: ClientApp | None = None,
     cpus_per_client: float = 1.0,
     gpus_per_client: float | None = None,
+    stop: StopRequest | None = None,
 ) -> list[RoundSummary]:
     """Run ``config.rounds`` rounds with ``num_supernodes`` simulated silos (default: all
-    ``num-silos``); node ``i`` serves ``silo-i``. Returns the round summaries."""
+    ``num-silos``); node ``i`` serves ``silo-i``. Returns the round summaries. A continual
+    run (``rounds = 0``) ends when ``stop`` is requested or after ``max-idle-rounds``."""
     if importlib.util.find_spec("ray") is None:
         raise ConfigError(
             "the simulation engine (Ray) is not installed here: install the project's "
@@ -70,7 +73,7 @@ def simulate(
         handler.addFilter(hide)
     try:
         run_simulation(
-            server_app=make_server_app(config, on_round=collect),
+            server_app=make_server_app(config, on_round=collect, stop=stop),
             client_app=client_app or make_client_app(config.to_run_config()),
             num_supernodes=nodes,
             backend_config={

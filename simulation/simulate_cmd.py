@@ -16,7 +16,12 @@ from tmc.common.federation.config import FederationConfig
 from tmc.common.models.spec import ArchitectureName
 from tmc.common.training.config import LossName
 from tmc.server.cli.output import EXIT_USAGE, console, emit_json, err_console, handle_errors, table
-from tmc.server.federation import RoundSummary, check_continuation, recorded_increments
+from tmc.server.federation import (
+    RoundSummary,
+    StopRequest,
+    check_continuation,
+    recorded_increments,
+)
 from tmc.simulation.harness import simulate
 
 
@@ -29,14 +34,30 @@ def simulate_command(
     silos: Annotated[int, typer.Option(min=1, help="number of silos the data is cut into")] = 5,
     split: Annotated[str, typer.Option(help="class | iid | dirichlet:BETA")] = "class",
     rounds: Annotated[
-        int, typer.Option(min=1, help="rounds in this run (numbering continues)")
+        int,
+        typer.Option(
+            min=0,
+            help="rounds in this run (numbering continues); 0: continual, until stopped "
+            "(Ctrl-C, SIGTERM) or --max-idle-rounds",
+        ),
     ] = 2,
+    round_interval: Annotated[
+        float, typer.Option(min=0.0, help="--rounds 0: seconds between checks for new data")
+    ] = 1.0,
+    max_idle_rounds: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="--rounds 0: stop after this many skipped rounds in a row (no silo had a "
+            "new increment); 0: never",
+        ),
+    ] = 0,
     increments: Annotated[
         int,
         typer.Option(
             min=0,
-            help="data increments per silo (0: the registry's, or as many as rounds for a "
-            "new one); increment i arrives in round i+1",
+            help="data increments per silo (0: the registry's, or as many as rounds (2 with "
+            "--rounds 0) for a new one); increment i arrives in round i+1",
         ),
     ] = 0,
     supernodes: Annotated[
@@ -76,13 +97,16 @@ def simulate_command(
 ) -> None:
     """Run R federated rounds with the simulation engine: round r asks every silo for its
     increment r, commits each component to the registry as it arrives, composes them and
-    evaluates the composition. Rerun with the same registry to continue (new increments);
-    nothing already trained is retrained, and a run whose data split, silos, base or
-    classes differ from the registry's is refused, saying what differs. Exits 2 when a
-    round committed nothing because every silo was refused."""
+    evaluates the composition. --rounds 0 runs continually: a round starts whenever a
+    silo has an increment it has not contributed, until Ctrl-C/SIGTERM (which end it
+    between commits) or --max-idle-rounds skipped rounds in a row. Rerun with the same
+    registry to continue (new increments); nothing already trained is retrained, and a run
+    whose data split, silos, base or classes differ from the registry's is refused,
+    saying what differs. Exits 2 when a round committed nothing because every silo was
+    refused."""
     with handle_errors(as_json=as_json):
         if increments == 0:
-            increments = recorded_increments_of(registry) or rounds
+            increments = recorded_increments_of(registry) or rounds or 2
         config = FederationConfig.from_run_config(
             {
                 "registry": str(registry),
@@ -91,6 +115,8 @@ def simulate_command(
                 "num-silos": silos,
                 "split": split,
                 "rounds": rounds,
+                "round-interval": round_interval,
+                "max-idle-rounds": max_idle_rounds,
                 "increments": increments,
                 "architecture": model,
                 "base-weights": base_weights,
@@ -113,9 +139,10 @@ def simulate_command(
         resolve_device(client_device)  # every simulated silo runs on this machine
         check_continuation(config, config.data_spec())
         out = err_console if as_json else console
+        planned = f"{rounds} round(s)" if rounds else "continual rounds until stopped"
         out.print(
             f"simulating {supernodes or silos} silos of {dataset} ({split} split), "
-            f"{rounds} round(s), registry {config.registry_path}",
+            f"{planned}, registry {config.registry_path}",
             highlight=False,
         )
         start = time.perf_counter()
@@ -130,7 +157,11 @@ def simulate_command(
                 highlight=False,
             )
 
-        summaries = simulate(config, num_supernodes=supernodes or None, on_round=progress)
+        stop = StopRequest()
+        with stop.on_signals():
+            summaries = simulate(
+                config, num_supernodes=supernodes or None, on_round=progress, stop=stop
+            )
         final = summaries[-1].accuracy if summaries else None
         # Idle silos (nothing new to learn) are normal; a round in which every silo that
         # answered was refused is not.

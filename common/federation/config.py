@@ -73,7 +73,13 @@ class FederationConfig(StrictModel):
     )
     tangent: str = Field("full", description="full | last-stage | all | comma-separated modules")
     # rounds
-    rounds: int = Field(2, ge=1, le=100_000)
+    rounds: int = Field(2, ge=0, le=100_000, description="0: continual, until stopped")
+    round_interval: float = Field(
+        60.0, ge=0.0, le=86_400.0, description="continual: seconds between checks for new data"
+    )
+    max_idle_rounds: int = Field(
+        0, ge=0, le=10**9, description="continual: stop after this many skipped rounds (0: never)"
+    )
     min_silos: int = Field(1, ge=1, le=100_000)
     wait_seconds: float = Field(60.0, gt=0.0, le=86_400.0)
     hello_timeout: float = Field(300.0, gt=0.0, le=86_400.0)
@@ -142,6 +148,11 @@ class FederationConfig(StrictModel):
 
     def to_run_config(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True)
+
+    @property
+    def continual(self) -> bool:
+        """``rounds = 0``: rounds go on until the run is stopped (see server.federation)."""
+        return self.rounds == 0
 
     # -- derived specs -----------------------------------------------------------------------
 

@@ -23,23 +23,40 @@ from tmc.server.admin.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
-from tmc.server.admin.server import MAX_REQUEST_BYTES, AdminServer, TLSFiles, serve
+from tmc.server.admin.metrics import (
+    REFUSAL_KINDS,
+    MetricsServer,
+    RegistryCollector,
+    refusal_kind,
+)
+from tmc.server.admin.server import (
+    ADMIN_SERVICE,
+    MAX_REQUEST_BYTES,
+    AdminServer,
+    TLSFiles,
+    serve,
+)
 
 __all__ = [
+    "ADMIN_SERVICE",
     "MAX_REQUEST_BYTES",
+    "REFUSAL_KINDS",
     "AdminAPIError",
     "AdminClient",
     "AdminServer",
     "Authenticator",
     "CredentialsError",
+    "MetricsServer",
     "PermissionDeniedError",
     "Principal",
+    "RegistryCollector",
     "RequestError",
     "TLSFiles",
     "UnauthenticatedError",
     "UnavailableError",
     "create_token",
     "read_token",
+    "refusal_kind",
     "revoke_token",
     "serve",
 ]

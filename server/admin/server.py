@@ -1,5 +1,7 @@
 """Start the admin API: a gRPC server over TLS (plain text only when asked explicitly) that
-serves one registry to callers holding a credential (see ``auth.py``)."""
+serves one registry to callers holding a credential (see ``auth.py``), with the standard
+gRPC health service beside it (``grpc.health.v1.Health``, no credential needed: it says
+only SERVING or NOT_SERVING) and, when asked, Prometheus ``/metrics`` on an HTTP port."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ from types import TracebackType
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from tmc.common.errors import ConfigError
 from tmc.server.admin.auth import Authenticator
+from tmc.server.admin.metrics import MetricsServer
 from tmc.server.admin.service import RegistryAdminService, add_to_server
 from tmc.server.registry import Registry
 
@@ -22,6 +26,9 @@ _log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 64 * 1024
 """Largest request message accepted; a larger one is refused with RESOURCE_EXHAUSTED."""
+
+ADMIN_SERVICE = "tmc.admin.v1.RegistryAdmin"
+"""The admin API's gRPC service name, as health checks name it."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +70,12 @@ class AdminServer:
         host: str,
         port: int,
         tls: bool,
+        health_servicer: health.HealthServicer,
+        metrics: MetricsServer | None = None,
     ) -> None:
         self._server = server
+        self._health = health_servicer
+        self.metrics = metrics
         self._registry = registry
         self._owns_registry = owns_registry
         self.host = host
@@ -80,6 +91,9 @@ class AdminServer:
         if self._stopped:
             return
         self._stopped = True
+        self._health.enter_graceful_shutdown()  # health checks see NOT_SERVING from now
+        if self.metrics is not None:
+            self.metrics.stop()
         self._server.stop(grace).wait()
         if self._owns_registry:
             self._registry.close()
@@ -111,9 +125,12 @@ def serve(
     insecure: bool = False,
     max_workers: int = 16,
     max_request_bytes: int = MAX_REQUEST_BYTES,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> AdminServer:
     """Serve ``registry`` (an open one, or a folder to open) on ``host:port`` and return at
-    once. TLS needs ``tls``; plain text needs ``insecure=True`` and no ``tls``."""
+    once. TLS needs ``tls``; plain text needs ``insecure=True`` and no ``tls``. With
+    ``metrics_port`` (0: any free one), ``/metrics`` is served on ``metrics_host``."""
     if tls is None and not insecure:
         raise ConfigError(
             "the admin API needs TLS (a certificate and key); plain text only with an explicit "
@@ -135,6 +152,7 @@ def serve(
     opened = (
         registry if isinstance(registry, Registry) else Registry.open(registry, actor="admin-api")
     )
+    metrics: MetricsServer | None = None
     try:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="tmc-admin"),
@@ -146,6 +164,8 @@ def serve(
             maximum_concurrent_rpcs=max_workers * 8,
         )
         add_to_server(RegistryAdminService(opened, authenticator), server)
+        health_servicer = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         try:
             if server_credentials is not None:
                 bound = server.add_secure_port(address, server_credentials)
@@ -155,13 +175,29 @@ def serve(
             raise ConfigError(f"cannot listen on {address} (in use?): {exc}") from exc
         if not bound:
             raise ConfigError(f"cannot listen on {address} (in use, or not an address here)")
+        metrics = (
+            MetricsServer(opened, host=metrics_host, port=metrics_port)
+            if metrics_port is not None
+            else None
+        )
         server.start()
+        for name in ("", ADMIN_SERVICE):
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     except BaseException:
+        if metrics is not None:
+            metrics.stop()
         if owns:
             opened.close()
         raise
     handle = AdminServer(
-        server, opened, owns_registry=owns, host=host, port=bound, tls=tls is not None
+        server,
+        opened,
+        owns_registry=owns,
+        host=host,
+        port=bound,
+        tls=tls is not None,
+        health_servicer=health_servicer,
+        metrics=metrics,
     )
     _log.info(
         "admin API serving registry %s on %s (%s); credentials from %s",

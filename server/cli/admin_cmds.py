@@ -119,9 +119,24 @@ def serve_command(
         bool, typer.Option("--insecure", help="serve plain text, without TLS (tests only)")
     ] = False,
     max_workers: Annotated[int, typer.Option(min=1, help="calls served at once")] = 16,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="serve Prometheus /metrics over HTTP on this port (0: any free one)",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="address /metrics listens on")
+    ] = "127.0.0.1",
 ) -> None:
     """Serve the admin API until SIGINT or SIGTERM. Needs TLS (--tls-cert, --tls-key)
-    unless --insecure is given, and a credentials file (`tmc admin token create`)."""
+    unless --insecure is given, and a credentials file (`tmc admin token create`). The
+    gRPC health service (grpc.health.v1) answers on the same port without a token;
+    --metrics-port adds Prometheus /metrics, read from the registry at each scrape."""
     from tmc.server.admin import TLSFiles, serve
 
     with handle_errors(as_json=False):
@@ -148,11 +163,18 @@ def serve_command(
                 tls=tls,
                 insecure=insecure,
                 max_workers=max_workers,
+                metrics_port=metrics_port,
+                metrics_host=metrics_host,
             )
             mode = "TLS" if tls else "PLAIN TEXT (--insecure)"
+            scrape = (
+                f"; metrics on http://{metrics_host}:{server.metrics.port}/metrics"
+                if server.metrics is not None
+                else ""
+            )
             err_console.print(
                 f"admin API serving {registry} on {server.address} ({mode}); "
-                f"credentials {credentials}; stop with Ctrl-C or SIGTERM",
+                f"credentials {credentials}{scrape}; stop with Ctrl-C or SIGTERM",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -17,9 +17,11 @@ from flwr.serverapp import Grid, ServerApp
 from tmc.common.data import DataSpec, LabeledDataset, load_test_set
 from tmc.common.federation.config import FederationConfig
 from tmc.common.models import BaseModelSpec, MaterializedBase, from_theta0, materialize
+from tmc.server.federation.continual import run_continually
 from tmc.server.federation.history import RoundSummary
 from tmc.server.federation.logs import stream_project_logs
 from tmc.server.federation.rounds import Federation
+from tmc.server.federation.stopping import StopRequest
 from tmc.server.registry import BaseRecord, PrivacyFloor, Registry
 from tmc.server.registry.sqlite import DB_FILENAME
 
@@ -32,8 +34,11 @@ def run_federation(
     *,
     run_id: int,
     on_round: Callable[[RoundSummary], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> list[RoundSummary]:
-    """Everything the ServerApp does, given a Grid and a validated config."""
+    """Everything the ServerApp does, given a Grid and a validated config. A continual run
+    (``rounds = 0``) goes on until ``stop`` is requested, or SIGINT/SIGTERM arrive when
+    this runs in the main thread (``flwr-serverapp``)."""
     data = config.data_spec()
     base = _base(config, data)
     log.info(
@@ -64,8 +69,12 @@ def run_federation(
             run_id=run_id,
             test_set=test_set,
             on_round=on_round,
+            stop=stop,
         )
-        return federation.run()
+        if not config.continual:
+            return federation.run()
+        with federation.stop.on_signals():
+            return run_continually(federation)
 
 
 def _base(config: FederationConfig, data: DataSpec) -> MaterializedBase:
@@ -95,8 +104,10 @@ def make_server_app(
     config: FederationConfig | None = None,
     *,
     on_round: Callable[[RoundSummary], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> ServerApp:
-    """A ServerApp; with ``config`` it ignores Flower's run config (in-process runs)."""
+    """A ServerApp; with ``config`` it ignores Flower's run config (in-process runs);
+    ``stop`` ends a continual run from outside (``tmc simulate``)."""
     app = ServerApp()
 
     @app.main()
@@ -104,7 +115,7 @@ def make_server_app(
         if config is None:  # run by Flower (flwr-serverapp): show progress in `flwr run --stream`
             stream_project_logs()
         effective = config or FederationConfig.from_run_config(context.run_config)
-        run_federation(grid, effective, run_id=context.run_id, on_round=on_round)
+        run_federation(grid, effective, run_id=context.run_id, on_round=on_round, stop=stop)
 
     return app
 

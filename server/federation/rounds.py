@@ -47,6 +47,7 @@ from tmc.common.training import evaluate
 from tmc.server.federation.admission import refusal
 from tmc.server.federation.history import Rejection, RoundSummary, append_round, read_history
 from tmc.server.federation.identity import SiloDirectory
+from tmc.server.federation.stopping import StopRequest
 from tmc.server.registry import PrivacyFloor, Registry, privacy_refusal
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Federation:
         test_set: LabeledDataset | None = None,
         on_round: Callable[[RoundSummary], None] | None = None,
         poll_interval: float = 0.1,
+        stop: StopRequest | None = None,
     ) -> None:
         self.grid = grid
         self.config = config
@@ -88,19 +90,22 @@ class Federation:
         self.test_set = test_set
         self.on_round = on_round
         self.poll_interval = poll_interval
+        self.stop = stop or StopRequest()
         self.hello = HelloRequest(
             base_sha256=base.sha256, base_spec_json=base.spec.canonical_json(), data=data
         )
         self.directory = SiloDirectory(require_registered=config.require_authenticated_silos)
         self.refused: dict[int, str] = {}
-        """Nodes refused this run (not greeted again until the next run), and why."""
+        """Nodes refused this run, and why: not greeted again until the next run, except
+        by a continual run's checks (which audit a refusal only when its reason changes)."""
         self.shapes = {name: shape for name, (shape, _) in base.tangent_shapes().items()}
         self.model = TangentModel(base.network, base.tangent_names)
 
     # -- the run -------------------------------------------------------------------------------
 
     def run(self) -> list[RoundSummary]:
-        """``config.rounds`` rounds, numbered on from the registry's last one."""
+        """``config.rounds`` rounds, numbered on from the registry's last one (a continual
+        run, ``rounds = 0``, is ``continual.run_continually``)."""
         first = self.last_round() + 1
         return [self.round(r) for r in range(first, first + self.config.rounds)]
 
@@ -113,9 +118,31 @@ class Federation:
 
     def round(self, number: int) -> RoundSummary:
         start = time.perf_counter()
+        ledger, plan, idle = self._plan(number, again=False)
+        return self._play(number, start, ledger, plan, idle)
+
+    def round_if_new(self, number: int) -> RoundSummary | None:
+        """Round ``number`` of a continual run: every online silo is asked again what it
+        holds; when none has an increment it has not contributed (or a stop was asked
+        for), the round is skipped (None): nothing is trained, committed or numbered."""
+        start = time.perf_counter()
+        ledger, plan, idle = self._plan(number, again=True)
+        if self.stop.requested():
+            return None
+        if not plan:
+            log.info("no silo has a new increment: round %d waits (%d idle)", number, len(idle))
+            return None
+        return self._play(number, start, ledger, plan, idle)
+
+    def _plan(self, number: int, *, again: bool) -> tuple[_RoundLedger, dict[int, int], list[str]]:
+        """Greet the silos; which node trains which increment, and which silos idle."""
         online = self._online_nodes()
         ledger = _RoundLedger()
-        self._introduce(online, number, ledger)
+        if again:
+            for node in self.directory.bound_nodes():
+                if node not in online:  # it says hello again when it is back
+                    self.directory.forget_node(node)
+        self._introduce(online, number, ledger, again=again)
         plan = {
             node: increment
             for node in self.directory.bound_nodes()
@@ -126,6 +153,16 @@ class Federation:
             for n in self.directory.bound_nodes()
             if n in online and n not in plan
         ]
+        return ledger, plan, idle
+
+    def _play(
+        self,
+        number: int,
+        start: float,
+        ledger: _RoundLedger,
+        plan: dict[int, int],
+        idle: list[str],
+    ) -> RoundSummary:
         log.info("round %d: %d silos train, %d idle", number, len(plan), len(idle))
         self._train(number, plan, ledger)
         version = None
@@ -133,8 +170,9 @@ class Federation:
             version = self.registry.commit_version(
                 round=number, reason=f"round {number}: {len(ledger.accepted)} new components"
             )
-        accuracy, per_class = self._evaluate_on_server(version is not None)
-        federated = self._evaluate_federated(number, version.number if version else None)
+        scored = version if not self.stop.requested() else None  # stopping: commit, leave
+        accuracy, per_class = self._evaluate_on_server(scored is not None)
+        federated = self._evaluate_federated(number, scored.number if scored else None)
         summary = RoundSummary(
             run_id=self.run_id,
             round=number,
@@ -183,12 +221,19 @@ class Federation:
                     f"only {len(nodes)} silo node(s) online after "
                     f"{self.config.wait_seconds:.0f} s; min-silos is {self.config.min_silos}"
                 )
-            time.sleep(self.poll_interval * 5)
+            if self.stop.wait(self.poll_interval * 5):
+                raise FederationError("stopped while waiting for silos to come online")
 
-    def _introduce(self, online: Iterable[int], number: int, ledger: _RoundLedger) -> None:
-        """Say hello to nodes not yet bound (nor refused) this run; admit or refuse each
-        silo; send θ0 to admitted nodes that lack it and the reason to refused ones."""
-        new = sorted(set(online) - set(self.directory.hellos) - set(self.refused))
+    def _introduce(
+        self, online: Iterable[int], number: int, ledger: _RoundLedger, *, again: bool = False
+    ) -> None:
+        """Say hello to nodes not yet bound (nor refused) this run, or with ``again`` to
+        every online node (what it holds may have grown, its refusal may no longer hold);
+        admit or refuse each silo; send θ0 to admitted nodes that lack it and the reason to
+        refused ones. A refusal repeated word for word is neither audited nor sent again."""
+        new = sorted(
+            set(online) if again else set(online) - set(self.directory.hellos) - set(self.refused)
+        )
         if not new:
             return
         needs_theta0: list[int] = []
@@ -202,17 +247,24 @@ class Federation:
             reason = refusal(self.registry, self.data, hello)
             if reason is not None:
                 self.directory.forget_node(node)
+                if self.refused.get(node) == reason:
+                    return
                 self.refused[node] = reason
                 self._refuse(hello.silo, number, reason, ledger)
                 refusals.append(
                     self._message(node, REFUSED, Refusal(silo=hello.silo, reason=reason[:4000]))
                 )
-            elif not hello.has_base:
-                needs_theta0.append(node)
+            else:
+                self.refused.pop(node, None)
+                if not hello.has_base:
+                    needs_theta0.append(node)
 
         for node in self._exchange(
             self._messages(new, HELLO, self.hello), on_hello, self.config.hello_timeout
         ):
+            if self.stop.requested():
+                break
+            self.directory.forget_node(node)  # greeted again: what it held may have changed
             self._refuse(f"node:{node}", number, "no answer to hello within hello-timeout", ledger)
         if not needs_theta0 and not refusals:
             return
@@ -252,6 +304,7 @@ class Federation:
             hello = unpack(reply.content, REPLY, Hello)
             self.directory.bind(node, hello)
         except TMCError as exc:
+            self.directory.forget_node(node)  # a binding from an earlier hello lapses
             self._refuse(f"node:{node}", number, str(exc), ledger)
             return None
         return hello
@@ -331,6 +384,9 @@ class Federation:
 
         for node in self._exchange(messages, on_component, self.config.round_timeout):
             silo = self.directory.silo_of(node) or f"node:{node}"
+            if self.stop.requested():
+                log.warning("stopping: the reply of silo %s is not waited for", silo)
+                continue
             self.directory.forget_node(node)  # it must say hello again when it is back
             self._refuse(silo, number, "no reply within round-timeout", ledger)
 
@@ -412,7 +468,7 @@ class Federation:
         pending = {m.metadata.message_id: m for m in messages if m.metadata.message_id in sent}
         lost = [m.metadata.dst_node_id for m in messages if m.metadata.message_id not in sent]
         deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
+        while pending and time.monotonic() < deadline and not self.stop.requested():
             for reply in self.grid.pull_messages(list(pending)):
                 original = pending.pop(reply.metadata.reply_to_message_id, None)
                 if original is not None:

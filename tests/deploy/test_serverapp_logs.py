@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -56,3 +58,23 @@ def test_a_configured_process_keeps_its_own_setup(monkeypatch: pytest.MonkeyPatc
         assert logging.getLogger("tmc.server").handlers == before
     finally:
         root.removeHandler(handler)
+
+
+def test_tmc_log_format_json_makes_the_stream_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stream)  # flwr-serverapp mirrors its stdout
+    flwr = logging.getLogger("flwr")
+    monkeypatch.setattr(flwr, "handlers", flwr.handlers[:])  # restored afterwards
+    with bare_logging():
+        assert stream_project_logs(env={"TMC_LOG_FORMAT": "json", "TMC_LOG_LEVEL": "info"})
+        assert console_handler not in flwr.handlers
+        logging.getLogger("tmc.server.federation.rounds").info(
+            "round %d done", 4, extra={"round": 4, "silos": ["silo-a"]}
+        )
+        logging.getLogger("tmc.server.federation.rounds").debug("below the level")
+    (line,) = [line for line in stream.getvalue().splitlines() if line.strip()]
+    record = json.loads(line)
+    assert record["message"] == "round 4 done"
+    assert record["level"] == "info"
+    assert record["logger"] == "tmc.server.federation.rounds"
+    assert (record["round"], record["silos"]) == (4, ["silo-a"])

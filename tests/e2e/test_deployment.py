@@ -3,8 +3,9 @@ docker-compose topology without Docker): a SuperLink with TLS, SQLite state and 
 authentication; its ServerApp executor (``flower-superexec``, shared secret); silo nodes
 started by ``tmc silo start`` on plain image folders; ``flwr run``; the admin API over TLS.
 
-1. Two silos hold PNG folders with different class subsets, laid out differently (flat
-   class folders; ``train/`` + ``test/``): both train, their folders mapped onto the
+1. Two silos hold PNG folders with different class subsets, laid out differently (a
+   folder that grows by ``increments/<name>/``; ``train/`` + ``test/``; the refused two
+   are flat class folders): both train, their folders mapped onto the
    federation's label space by class name. A silo of grayscale images (the federation is
    RGB) and one with a class the federation does not know are refused, with the reason in
    the audit log and in their own node's log. A node whose key was never registered is
@@ -12,7 +13,12 @@ started by ``tmc silo start`` on plain image folders; ``flwr run``; the admin AP
 2. The composed model predicts class names.
 3. The operator forgets one silo over the admin API (an unauthenticated call and a bogus
    token are refused); the next run refuses that silo as forgotten; the operator readmits
-   it over the admin API; the run after that trains it again. The registry verifies.
+   it over the admin API; the run after that trains it again.
+4. A continual run (``rounds=0``, started once with ``flwr run``) idles while no silo has
+   anything new; a new increment dropped into silo-a's folder is trained and composed
+   without any command, and silo-b (nothing new) gets no training message; a forget over
+   the admin API is refused at the next check; ``flwr stop`` ends the run. The registry
+   verifies.
 
 Every process runs in its own session and carries a tag (``tests.processes``); all are
 stopped in ``finally``, and the test fails if any survives.
@@ -57,25 +63,26 @@ from tests.processes import (
     wait_for_port,
     wait_until,
 )
+from tmc.server.federation import read_history
 from tmc.server.registry import Registry
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 CLASSES = "bird,cat,dog,fish"
 TRAINING = ("silo-a", "silo-b")
 REFUSED = ("silo-gray", "silo-x")
 RUN_CONFIG = (
     'registry="{registry}" dataset="imagefolder" dataset-root="{server_data}" '
-    f'class-names="{CLASSES}" image-size=8 base-weights="init" rounds=1 increments=1 '
+    f'class-names="{CLASSES}" image-size=8 base-weights="init" rounds={{rounds}} increments=1 '
     "epochs=3 min-silos={min_silos} require-authenticated-silos=true wait-seconds=120 "
-    "evaluate-federated={federated}"
+    "evaluate-federated={federated} round-interval=1"
 )
 
 
 def _silo_folders(root: Path) -> dict[str, Path]:
     """Each silo's own images: a flat folder, a train/test one, grayscale, unknown class."""
     folders = {name: root / name for name in (*TRAINING, *REFUSED)}
-    write_images(folders["silo-a"], {"dog": 6, "cat": 6}, seed=1)
+    write_images(folders["silo-a"] / "increments" / "2026-01", {"dog": 6, "cat": 6}, seed=1)
     write_images(folders["silo-b"] / "train", {"fish": 6, "bird": 6}, seed=2)
     write_images(folders["silo-b"] / "test", {"bird": 2, "fish": 2}, seed=3)
     write_images(folders["silo-gray"], {"cat": 4, "dog": 4}, mode="L", seed=4)
@@ -84,15 +91,20 @@ def _silo_folders(root: Path) -> dict[str, Path]:
     return folders
 
 
-def _flwr_run(
-    group: Processes, layout: Layout, name: str, *, min_silos: int, federated: bool
-) -> str:
-    config = RUN_CONFIG.format(
+def _run_config(layout: Layout, *, min_silos: int, federated: bool, rounds: int = 1) -> str:
+    return RUN_CONFIG.format(
         registry=layout.registry,
         server_data=layout.root / "images" / "server",
         min_silos=min_silos,
         federated=str(federated).lower(),
+        rounds=rounds,
     )
+
+
+def _flwr_run(
+    group: Processes, layout: Layout, name: str, *, min_silos: int, federated: bool
+) -> str:
+    config = _run_config(layout, min_silos=min_silos, federated=federated)
     _, output = group.run(
         name,
         [tool("flwr"), "run", str(REPO), "tmc", "--run-config", config, "--stream"],
@@ -100,6 +112,42 @@ def _flwr_run(
         cwd=layout.root,
     )
     return output
+
+
+def _submit_continual_run(group: Processes, layout: Layout) -> str:
+    """``flwr run`` of a continual run (rounds=0), not streamed: returns its run id."""
+    config = _run_config(layout, min_silos=2, federated=False, rounds=0)
+    _, output = group.run(
+        "flwr-run-continual",
+        [tool("flwr"), "run", str(REPO), "tmc", "--run-config", config, "--format", "json"],
+        timeout=120,
+        cwd=layout.root,
+    )
+    document = output[output.index("{") : output.rindex("}") + 1]
+    run_id = json.loads(document)["run-id"]
+    assert run_id, output
+    return str(run_id)
+
+
+def _run_status(group: Processes, run_id: str) -> str:
+    runs = flwr_json(group, f"flwr-ls-{time.monotonic_ns()}", ["ls", "tmc"])["runs"]
+    assert isinstance(runs, list)
+    return next((str(r["status"]) for r in runs if str(r["run-id"]) == run_id), "unknown")
+
+
+def _current_version(layout: Layout) -> tuple[int, tuple[str, ...]]:
+    """The registry's current version: its number (0: none) and component ids."""
+    with Registry.open(layout.registry, actor="e2e-test") as registry:
+        version = registry.current_version()
+    return (version.number, version.component_ids) if version is not None else (0, ())
+
+
+def _history_rounds(layout: Layout) -> list[int]:
+    return [h.round for h in read_history(layout.registry)]
+
+
+def _count_logged(node: Managed, text: str) -> int:
+    return node.log.read_text(errors="replace").count(text)
 
 
 def _wait_logged(node: Managed, text: str) -> None:
@@ -164,7 +212,7 @@ def test_silos_with_their_own_data_forget_and_readmit(
             "--registry",
             str(layout.registry),
             "--json",
-            str(folders["silo-a"] / "cat" / "0.png"),
+            str(folders["silo-a"] / "increments" / "2026-01" / "cat" / "0.png"),
             str(folders["silo-b"] / "test" / "fish" / "0.png"),
         ],
         capture_output=True,
@@ -243,6 +291,71 @@ def test_silos_with_their_own_data_forget_and_readmit(
     runs = flwr_json(group, "flwr-ls", ["ls", "tmc"])["runs"]
     assert isinstance(runs, list)
     assert [r["status"] for r in runs] == ["finished:completed"] * 3, runs
+
+    # Run 4, continual: started once, it trains whatever silos add, with no command.
+    continual_began = time.monotonic()
+    trained_b = _count_logged(nodes["silo-b"], "silo silo-b: training increment")
+    rounds_before = _history_rounds(layout)
+    version_before, _ = _current_version(layout)
+    greeted = _count_logged(nodes["silo-a"], "silo silo-a says hello")
+    run_id = _submit_continual_run(group, layout)
+    wait_until(  # two checks: the run greets the silos, finds nothing new, and waits
+        lambda: _count_logged(nodes["silo-a"], "silo silo-a says hello") >= greeted + 2,
+        timeout=240,
+        what="the continual run's checks reaching silo-a",
+        interval=1.0,
+    )
+    assert _history_rounds(layout) == rounds_before, "a check with nothing new is no round"
+    write_images(folders["silo-a"] / "increments" / "2026-02", {"bird": 4}, seed=7)
+    wait_until(
+        lambda: len(components(layout)().get("silo-a", [])) == 2,
+        timeout=300,
+        what="the continual run to train silo-a's new increment",
+        interval=1.0,
+    )
+    with Registry.open(layout.registry, actor="e2e-test") as registry:
+        grown = {r.increment: r for r in registry.list_components() if r.silo == "silo-a"}
+    assert sorted(grown) == [0, 1], grown
+    assert grown[1].classes == (0,), "bird, learnt from the new folder alone"
+    wait_until(
+        lambda: grown[1].id in _current_version(layout)[1],
+        timeout=60,
+        what="a version composing silo-a's new component",
+    )
+    version_with_a, _ = _current_version(layout)
+    assert version_with_a > version_before
+    assert _count_logged(nodes["silo-b"], "silo silo-b: training increment") == trained_b
+    # SERVE (lead, after merging `tmc serve`): start `tmc serve --registry layout.registry`
+    # here; assert GET /v1/model's version becomes version_with_a and its
+    # component_ids hold grown[1].id (the served model's version changed, no command).
+
+    refused_before = len(rejections(layout).get("silo-a", []))  # before: the run is quick
+    group.run(
+        "forget-continual",
+        [tool("tmc"), "forget", "--silo", "silo-a", "--reason", "e2e: again", *remote, *operator],
+        timeout=120,
+    )
+    # SERVE: within 2 s of the forget returning, POST /v1/predict's component ids hold
+    # none of silo-a's ids (measured, asserted on the ids; see the issue).
+    wait_until(
+        lambda: len(rejections(layout).get("silo-a", [])) > refused_before,
+        timeout=240,
+        what="the continual run's next check to refuse the forgotten silo",
+        interval=1.0,
+    )
+    refusal = rejections(layout)["silo-a"][-1]
+    assert refusal.startswith("forgotten on "), refusal
+    assert refusal.endswith("e2e: again"), "refused for this forget, during the run"
+    assert "silo-a" not in components(layout)()
+
+    flwr_json(group, "flwr-stop", ["stop", run_id, "tmc"])
+    wait_until(
+        lambda: _run_status(group, run_id).startswith("finished:"),
+        timeout=120,
+        what="the continual run to stop",
+    )
+    assert _run_status(group, run_id) == "finished:stopped"
+    record_property("e2e_continual_seconds", round(time.monotonic() - continual_began, 1))
 
     status, verify = group.run(
         "verify",
