@@ -22,9 +22,8 @@ pytestmark = pytest.mark.slow
 
 
 def _run(*args: str | Path, cwd: Path | None = None) -> str:
-    done = subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, timeout=600, cwd=cwd
-    )
+    argv = [str(a) for a in args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=cwd, check=False)
     assert done.returncode == 0, f"{args}:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
