@@ -16,6 +16,7 @@ import typer
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic.fields import FieldInfo
 
+from tmc.common.errors import ConfigError
 from tmc.common.federation.config import FederationConfig
 
 ALIASES: Mapping[str, tuple[str, ...]] = {"num-silos": ("--silos",), "architecture": ("--model",)}
@@ -35,26 +36,19 @@ def option_names(key: str) -> tuple[str, ...]:
 
 
 def _bounds(field: FieldInfo) -> list[str]:
-    """The declared range in words: "1 to 10000", ">= 0", "> 0, < 1"."""
-    rules = field.metadata
-    low = next(
-        (
-            f">= {r.ge}" if isinstance(r, Ge) else f"> {r.gt}"
-            for r in rules
-            if isinstance(r, Ge | Gt)
-        ),
-        "",
-    )
-    high = next(
-        (
-            f"<= {r.le}" if isinstance(r, Le) else f"< {r.lt}"
-            for r in rules
-            if isinstance(r, Le | Lt)
-        ),
-        "",
-    )
+    """The declared range in words: "1 to 10000", ">= 0", "> 0", "< 1"."""
+    low = high = ""
+    for rule in field.metadata:
+        if isinstance(rule, Ge):
+            low = f">= {rule.ge}"
+        elif isinstance(rule, Gt):
+            low = f"> {rule.gt}"
+        elif isinstance(rule, Le):
+            high = f"<= {rule.le}"
+        elif isinstance(rule, Lt):
+            high = f"< {rule.lt}"
     if low.startswith(">=") and high.startswith("<="):
-        return [f"{low[3:]} to {high[3:]}"]
+        return [f"{low.removeprefix('>= ')} to {high.removeprefix('<= ')}"]
     return [bound for bound in (low, high) if bound]
 
 
@@ -110,17 +104,17 @@ def with_run_config_options(
     defaults: Mapping[str, str] | None = None,
     helps: Mapping[str, str] | None = None,
 ) -> Callable[[Command], Command]:
-    """Give a command one option per run-config key in ``keys`` (default: all but those in
-    ``exclude``, which the command declares itself). The command
-    takes ``run_config``: the keys given on the command line and their values (the others
-    are absent), besides its own options. ``defaults`` says in words what a key defaults to
+    """Give a command one option per run-config key in ``keys`` (default: every key but
+    those in ``exclude``, which the command declares itself). The command takes
+    ``run_config``, the keys given on the command line and their values (the others are
+    absent), besides its own options. ``defaults`` says in words what a key defaults to
     where the command derives it; ``helps`` rewords a key's help for the command, range
-    included (the command narrows it and checks that itself)."""
+    included (the command narrows the range and checks it itself)."""
     fields = run_config_fields()
     chosen = [key for key in (fields if keys is None else keys) if key not in exclude]
     unknown = sorted((set(chosen) | set(exclude)) - set(fields))
     if unknown:
-        raise ValueError(f"not run-config keys: {', '.join(unknown)}")
+        raise ConfigError(f"not run-config keys: {', '.join(unknown)}")
     defaults = defaults or {}
     helps = helps or {}
     generated = {key.replace("-", "_"): key for key in chosen}  # option parameter -> run-config key
@@ -130,7 +124,7 @@ def with_run_config_options(
         own = [p for p in signature.parameters.values() if p.name != "run_config"]
         clash = sorted({p.name for p in own} & set(generated))
         if clash:
-            raise ValueError(f"{command.__name__} declares run-config options itself: {clash}")
+            raise ConfigError(f"{command.__name__} declares run-config options itself: {clash}")
         params = own + [
             _parameter(key, fields[key], default=defaults.get(key), help_text=helps.get(key))
             for key in chosen
