@@ -66,7 +66,7 @@ class TrainConfig(StrictModel):
     client-device) take their declaration (default, bounds, help) from these fields, so a
     component trained here and one trained in a federation start from the same defaults:
     30 epochs at lr 1e-3, which trains a ``small-cnn`` on a ``digits`` silo in seconds (the
-    reference recipe for the large models is 50 epochs at lr 1e-4; the benchmarks set it)."""
+    method's reference recipe for ImageNet backbones, 50 epochs at lr 1e-4, is set explicitly)."""
 
     epochs: int = Field(30, ge=1, le=10_000, description="local epochs per component")
     batch_size: int = Field(32, ge=1, le=65_536, description="examples per training step")
