@@ -38,7 +38,7 @@ from tmc.common.data import DatasetSpec, FederatedPartition, PartitionSpec
 from tmc.common.models import BaseModelSpec, materialize
 from tmc.common.tangent import TangentModel
 from tmc.common.threads import torch_threads
-from tmc.common.training import PrivacyConfig, digits_preset, evaluate, train_tangent
+from tmc.common.training import PrivacyConfig, TrainConfig, evaluate, train_tangent
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DELTA = 1e-5
@@ -110,7 +110,7 @@ def run_seed(settings: Settings, config_name: str, seed: int) -> Json:
         for silo in range(settings.silos):
             if privacy is not None:  # reproducible noise: a benchmark, not a deployment
                 privacy = privacy.model_copy(update={"noise_seed": seed * 10_000 + salt + silo})
-            config = digits_preset(
+            config = TrainConfig(
                 epochs=settings.epochs, kappa=kappa, seed=seed, device="cpu", privacy=privacy
             )
             delta, report = train_tangent(model, partition.silo_shard(silo), config)

@@ -7,6 +7,7 @@ command that needs both; neither side imports it.
 
 from tmc.simulation.demo import demo
 from tmc.simulation.harness import simulate
+from tmc.simulation.run_options import with_run_config_options
 from tmc.simulation.simulate_cmd import simulate_command
 
-__all__ = ["demo", "simulate", "simulate_command"]
+__all__ = ["demo", "simulate", "simulate_command", "with_run_config_options"]

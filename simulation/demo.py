@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from tmc.common.components import compose as compose_components
 from tmc.common.data import load_dataset
+from tmc.common.errors import ConfigError
 from tmc.common.federation.config import FederationConfig
 from tmc.common.training import Evaluation, evaluate
 from tmc.server.cli.output import console, emit_json, err_console, handle_errors, table
@@ -27,6 +29,28 @@ from tmc.server.composed import ComposedModel
 from tmc.server.federation import RoundSummary, read_history
 from tmc.server.registry import Registry
 from tmc.simulation.harness import simulate
+from tmc.simulation.run_options import with_run_config_options
+
+
+def demo_config(run_config: Mapping[str, Any], *, registry: Path) -> FederationConfig:
+    """The demo's federation: the keys given on the command line, a class split with one
+    increment per round, and every silo in every round."""
+    given = FederationConfig.from_run_config(run_config)
+    for key, value, (low, high) in (
+        ("num-silos", given.num_silos, DEMO_SILOS),
+        ("rounds", given.rounds, DEMO_ROUNDS),
+    ):
+        if not low <= value <= high:
+            raise ConfigError(f"the demo runs with {key} from {low} to {high}, not {value}")
+    return FederationConfig.from_run_config(
+        {
+            **run_config,
+            "registry": str(registry),
+            "split": "class",
+            "increments": given.rounds,
+            "min-silos": given.num_silos,
+        }
+    )
 
 
 def _mean(per_class: dict[int, float], classes: set[int], *, inside: bool) -> float:
@@ -34,37 +58,36 @@ def _mean(per_class: dict[int, float], classes: set[int], *, inside: bool) -> fl
     return sum(values) / len(values) if values else float("nan")
 
 
+DEMO_SILOS = (2, 10)
+"""Forgetting needs a silo to forget and others to keep; digits has ten classes to cut."""
+DEMO_ROUNDS = (1, 5)
+"""Each round brings one increment; more would not fit the demo's few minutes."""
+
+
+@with_run_config_options(
+    ("num-silos", "rounds", "epochs", "seed"),
+    helps={
+        "num-silos": f"silos, {DEMO_SILOS[0]} to {DEMO_SILOS[1]} (class split)",
+        "rounds": f"rounds = data increments, {DEMO_ROUNDS[0]} to {DEMO_ROUNDS[1]}",
+    },
+)
 def demo(
+    run_config: dict[str, Any],
     registry: Annotated[Path, typer.Option(help="registry folder (replaced)")] = Path(
         "demo-registry"
     ),
-    silos: Annotated[int, typer.Option(min=2, max=10, help="silos (class split)")] = 5,
-    rounds: Annotated[int, typer.Option(min=1, max=5, help="rounds = data increments")] = 2,
     forget_silo: Annotated[
         str, typer.Option("--forget", help="silo that asks to be forgotten")
     ] = "silo-2",
-    epochs: Annotated[int, typer.Option(min=1, help="local epochs per component")] = 30,
-    seed: Annotated[int, typer.Option(min=0, help="seed of the split, base and training")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
 ) -> None:
     """Federate, compose, forget, verify: the project on the built-in digits data."""
     with handle_errors(as_json=as_json):
         out = err_console if as_json else console
         start = time.perf_counter()
+        config = demo_config(run_config, registry=registry)
         if (registry / "registry.db").exists():
             shutil.rmtree(registry)  # the demo's own registry from an earlier run
-        config = FederationConfig.from_run_config(
-            {
-                "registry": str(registry),
-                "num-silos": silos,
-                "split": "class",
-                "rounds": rounds,
-                "increments": rounds,
-                "epochs": epochs,
-                "seed": seed,
-                "min-silos": silos,
-            }
-        )
         out.rule(
             "1. Federation: Flower simulation engine, one tangent component per silo and increment"
         )

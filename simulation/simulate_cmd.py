@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from tmc.common.components import Encoding
-from tmc.common.data.spec import DatasetName
 from tmc.common.device import resolve_device
 from tmc.common.errors import FederationError
 from tmc.common.federation.config import FederationConfig
-from tmc.common.models.spec import ArchitectureName
-from tmc.common.training.config import LossName
 from tmc.server.cli.output import EXIT_USAGE, console, emit_json, err_console, handle_errors, table
 from tmc.server.federation import (
     RoundSummary,
@@ -23,74 +20,27 @@ from tmc.server.federation import (
     recorded_increments,
 )
 from tmc.simulation.harness import simulate
+from tmc.simulation.run_options import with_run_config_options
+
+SIMULATED_ROUND_INTERVAL = 1.0
+"""Seconds between a continual simulation's checks for new data (the run config's 60 s
+suits silos on other machines)."""
 
 
+@with_run_config_options(
+    exclude={"registry"},
+    defaults={
+        "increments": "the registry's, or one per round for a new registry (0 too)",
+        "min-silos": "every silo online (--supernodes, else --num-silos)",
+        "round-interval": "1 s in a simulation (continual runs, --rounds 0)",
+    },
+)
 def simulate_command(
+    run_config: dict[str, Any],
     registry: Annotated[Path, typer.Option(help="registry folder (created, or continued)")],
-    dataset: Annotated[
-        DatasetName, typer.Option(help="digits | cifar10 | cifar100 | imagefolder")
-    ] = "digits",
-    dataset_root: Annotated[str, typer.Option(help="folder of the cifar/imagefolder files")] = "",
-    silos: Annotated[int, typer.Option(min=1, help="number of silos the data is cut into")] = 5,
-    split: Annotated[str, typer.Option(help="class | iid | dirichlet:BETA")] = "class",
-    rounds: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="rounds in this run (numbering continues); 0: continual, until stopped "
-            "(Ctrl-C, SIGTERM) or --max-idle-rounds",
-        ),
-    ] = 2,
-    round_interval: Annotated[
-        float, typer.Option(min=0.0, help="--rounds 0: seconds between checks for new data")
-    ] = 1.0,
-    max_idle_rounds: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="--rounds 0: stop after this many skipped rounds in a row (no silo had a "
-            "new increment); 0: never",
-        ),
-    ] = 0,
-    increments: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="data increments per silo (0: the registry's, or as many as rounds (2 with "
-            "--rounds 0) for a new one); increment i arrives in round i+1",
-        ),
-    ] = 0,
     supernodes: Annotated[
         int, typer.Option(min=0, help="silos online (0: all); silo-i is node i")
     ] = 0,
-    model: Annotated[ArchitectureName, typer.Option(help="base architecture")] = "small-cnn",
-    base_weights: Annotated[
-        str, typer.Option(help="pretrained | init | file:PATH | hub:NAME")
-    ] = "pretrained",
-    tangent: Annotated[str, typer.Option(help="full | last-stage | all | MODULE,...")] = "full",
-    epochs: Annotated[int, typer.Option(min=1, help="local epochs per component")] = 30,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate")] = 1e-3,
-    loss: Annotated[LossName, typer.Option(help="square (rescaled, κ) | ce")] = "square",
-    kappa: Annotated[
-        float, typer.Option(help="target scale of the square loss (15 class, 5 iid)")
-    ] = 15.0,
-    weighting: Annotated[str, typer.Option(help="uniform (αᵢ = 1/n) | num-examples")] = "uniform",
-    seed: Annotated[
-        int, typer.Option(min=0, help="seed of the split, the base and the training")
-    ] = 0,
-    client_device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    upload_dtype: Annotated[
-        Encoding, typer.Option(help="how silos upload Δ: float32 | bfloat16 | int8 | int8-channel")
-    ] = "float32",
-    dp_epsilon: Annotated[
-        float,
-        typer.Option(min=0.0, help="DP-SGD per silo: target ε of each component (0: no DP)"),
-    ] = 0.0,
-    dp_delta: Annotated[float, typer.Option(help="δ of the (ε, δ) guarantee")] = 1e-5,
-    dp_clip: Annotated[float, typer.Option(help="DP-SGD per-example gradient norm bound")] = 1.0,
-    dp_noise_multiplier: Annotated[
-        float, typer.Option(min=0.0, help="DP-SGD noise multiplier σ (0: calibrated to ε)")
-    ] = 0.0,
     as_json: Annotated[
         bool, typer.Option("--json", help="print one JSON document on stdout")
     ] = False,
@@ -101,47 +51,18 @@ def simulate_command(
     silo has an increment it has not contributed, until Ctrl-C/SIGTERM (which end it
     between commits) or --max-idle-rounds skipped rounds in a row. Rerun with the same
     registry to continue (new increments); nothing already trained is retrained, and a run
-    whose data split, silos, base or classes differ from the registry's is refused,
-    saying what differs. Exits 2 when a round committed nothing because every silo was
-    refused."""
+    whose data split, silos, base or classes differ from the registry's is refused, saying
+    what differs. Every run-config key is an option; a key left out takes the run config's
+    default. Exits 2 when a round committed nothing because every silo was refused."""
     with handle_errors(as_json=as_json):
-        if increments == 0:
-            increments = recorded_increments_of(registry) or rounds or 2
-        config = FederationConfig.from_run_config(
-            {
-                "registry": str(registry),
-                "dataset": dataset,
-                "dataset-root": dataset_root,
-                "num-silos": silos,
-                "split": split,
-                "rounds": rounds,
-                "round-interval": round_interval,
-                "max-idle-rounds": max_idle_rounds,
-                "increments": increments,
-                "architecture": model,
-                "base-weights": base_weights,
-                "tangent": tangent,
-                "epochs": epochs,
-                "lr": lr,
-                "loss": loss,
-                "kappa": kappa,
-                "weighting": weighting,
-                "seed": seed,
-                "client-device": client_device,
-                "upload-dtype": upload_dtype,
-                "dp-epsilon": dp_epsilon,
-                "dp-delta": dp_delta,
-                "dp-clip": dp_clip,
-                "dp-noise-multiplier": dp_noise_multiplier,
-                "min-silos": supernodes or silos,
-            }
-        )
-        resolve_device(client_device)  # every simulated silo runs on this machine
+        config = simulation_config(run_config, registry=registry, supernodes=supernodes)
+        supernodes = supernodes or config.num_silos
+        resolve_device(config.client_device)  # every simulated silo runs on this machine
         check_continuation(config, config.data_spec())
         out = err_console if as_json else console
-        planned = f"{rounds} round(s)" if rounds else "continual rounds until stopped"
+        planned = f"{config.rounds} round(s)" if config.rounds else "continual rounds until stopped"
         out.print(
-            f"simulating {supernodes or silos} silos of {dataset} ({split} split), "
+            f"simulating {supernodes} silos of {config.dataset} ({config.split} split), "
             f"{planned}, registry {config.registry_path}",
             highlight=False,
         )
@@ -159,9 +80,7 @@ def simulate_command(
 
         stop = StopRequest()
         with stop.on_signals():
-            summaries = simulate(
-                config, num_supernodes=supernodes or None, on_round=progress, stop=stop
-            )
+            summaries = simulate(config, num_supernodes=supernodes, on_round=progress, stop=stop)
         final = summaries[-1].accuracy if summaries else None
         # Idle silos (nothing new to learn) are normal; a round in which every silo that
         # answered was refused is not.
@@ -228,6 +147,23 @@ def _failure(failed: list[RoundSummary]) -> str:
     reasons = sorted({f"{r.silo}: {r.reason}" for s in failed for r in s.rejected})
     rounds = ", ".join(str(s.round) for s in failed)
     return f"round(s) {rounds} committed nothing: every silo was refused ({'; '.join(reasons)})"
+
+
+def simulation_config(
+    run_config: Mapping[str, Any], *, registry: Path, supernodes: int
+) -> FederationConfig:
+    """The run config of ``tmc simulate``: the keys given, and three it derives when they
+    are not: increments (the registry's, or one per round; 2 for a continual run),
+    min-silos (every silo online) and round-interval (1 s: simulated silos are local)."""
+    given = {**run_config, "registry": str(registry)}
+    given.setdefault("round-interval", SIMULATED_ROUND_INTERVAL)
+    if not given.get("increments"):  # --increments 0 has long meant "derive it"
+        given.pop("increments", None)
+        rounds = FederationConfig.from_run_config(given).rounds
+        given["increments"] = recorded_increments_of(registry) or rounds or 2
+    config = FederationConfig.from_run_config(given)
+    given.setdefault("min-silos", supernodes or config.num_silos)
+    return FederationConfig.from_run_config(given)
 
 
 def recorded_increments_of(registry: Path) -> int | None:

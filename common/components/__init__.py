@@ -11,6 +11,7 @@ from tmc.common.components.compose import ExactSum, Weighting, component_weight,
 from tmc.common.components.delta import Delta, weighted_sum
 from tmc.common.components.encoding import (
     ENCODINGS,
+    UNENCODED,
     Encoding,
     decode,
     dense_bytes,
@@ -23,6 +24,7 @@ from tmc.common.components.validation import TangentSchema, check_delta_schema, 
 
 __all__ = [
     "ENCODINGS",
+    "UNENCODED",
     "Component",
     "ComponentMeta",
     "Delta",

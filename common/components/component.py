@@ -18,7 +18,7 @@ import torch
 from pydantic import Field, field_validator
 
 from tmc.common.components.delta import Delta
-from tmc.common.components.encoding import Encoding, Payload, decode, encode
+from tmc.common.components.encoding import UNENCODED, Encoding, Payload, decode, encode
 from tmc.common.components.privacy import PrivacyMeta
 from tmc.common.errors import ComponentError
 from tmc.common.hashing import update_with_tensors
@@ -46,7 +46,7 @@ class ComponentMeta(StrictModel):
     metrics: dict[str, float] = Field(default_factory=dict, max_length=64)
     data_fingerprint: str | None = Field(None, pattern=SHA256_PATTERN)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    encoding: Encoding = Field("float32", description="how Δ travelled and is stored")
+    encoding: Encoding = Field(UNENCODED, description="how Δ travelled and is stored")
     privacy: PrivacyMeta | None = Field(None, description="DP-SGD accounting (None: no DP)")
 
     @field_validator("metrics")

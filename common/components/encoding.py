@@ -26,6 +26,9 @@ from tmc.common.errors import ComponentError, ComponentSchemaError, NonFiniteErr
 
 Encoding = Literal["float32", "bfloat16", "int8", "int8-channel"]
 ENCODINGS: tuple[Encoding, ...] = get_args(Encoding)
+UNENCODED: Encoding = "float32"
+"""Δ as trained: the run config's default upload-dtype, and what a record written before
+encodings existed holds."""
 Q_SUFFIX = "::q"
 SCALE_SUFFIX = "::scale"
 INT8_MAX = 127
@@ -142,6 +145,7 @@ def dense_bytes(shapes: Mapping[str, tuple[int, ...]]) -> int:
 
 __all__ = [
     "ENCODINGS",
+    "UNENCODED",
     "Encoding",
     "Payload",
     "check_payload",

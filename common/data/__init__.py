@@ -9,11 +9,11 @@ from tmc.common.data.base import (
     fingerprint,
     tensors,
 )
-from tmc.common.data.dataset_inputs import dataset_data_spec, folder_input
+from tmc.common.data.dataset_inputs import dataset_data_spec
 from tmc.common.data.datasets import in_label_space, load_dataset, load_test_set
 from tmc.common.data.digits import DIGITS_TEST_SIZE, load_digits_split
 from tmc.common.data.imagefolder import ImageFolderDataset, list_images, load_image_folder
-from tmc.common.data.inputs import DataSpec, InputSpec, prepare_image
+from tmc.common.data.inputs import DataSpec, InputSpec, folder_input, prepare_image
 from tmc.common.data.mnist5k import MNIST5K_TEST_SIZE, load_mnist5k_split
 from tmc.common.data.partition import FederatedPartition, derive_seed, silo_name
 from tmc.common.data.silo_dir import (

@@ -11,14 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tmc.common.data.inputs import (
-    GRAY_MEAN,
-    GRAY_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    DataSpec,
-    InputSpec,
-)
+from tmc.common.data.datasets import load_dataset
+from tmc.common.data.inputs import DataSpec, InputSpec, folder_input
 from tmc.common.data.spec import DatasetSpec
 from tmc.common.data.torchvision_sources import (
     CIFAR10_MEAN,
@@ -30,15 +24,6 @@ from tmc.common.errors import ConfigError
 
 DIGITS_INPUT = InputSpec(channels=1, size=8, invert=True)
 DIGITS_CLASSES = tuple(str(digit) for digit in range(10))
-
-
-def folder_input(*, channels: int, size: int) -> InputSpec:
-    """The input spec of ImageFolder images: ``channels`` (1 or 3) × ``size`` px, normalised
-    with ImageNet's statistics (their mean for one channel)."""
-    if channels not in (1, 3):
-        raise ConfigError(f"image folders give 1 or 3 channels, not {channels}")
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else (GRAY_MEAN, GRAY_STD)
-    return InputSpec(channels=channels, size=size, mean=mean, std=std)
 
 
 def dataset_data_spec(
@@ -66,12 +51,11 @@ def dataset_data_spec(
         )
     if spec.name not in ("cifar10", "cifar100"):
         raise ConfigError(f"no input spec is defined for dataset {spec.name!r}")
-    from tmc.common.data.datasets import load_dataset  # reads CIFAR's files for its class names
-
+    # CIFAR's class names are read from its files.
     cifar10 = spec.name == "cifar10"
     mean, std = (CIFAR10_MEAN, CIFAR10_STD) if cifar10 else (CIFAR100_MEAN, CIFAR100_STD)
     names = tuple(load_dataset(spec, train=False).classes)
     return DataSpec(classes=names, input=InputSpec(channels=3, size=32, mean=mean, std=std))
 
 
-__all__ = ["DIGITS_CLASSES", "DIGITS_INPUT", "dataset_data_spec", "folder_input"]
+__all__ = ["DIGITS_CLASSES", "DIGITS_INPUT", "dataset_data_spec"]

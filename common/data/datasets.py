@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from tmc.common.data.base import LabeledDataset, Relabeled
-from tmc.common.data.dataset_inputs import folder_input
 from tmc.common.data.digits import load_digits_split
 from tmc.common.data.imagefolder import load_image_folder
-from tmc.common.data.inputs import DataSpec
+from tmc.common.data.inputs import DataSpec, folder_input
 from tmc.common.data.mnist5k import load_mnist5k_split
 from tmc.common.data.spec import DatasetSpec
 from tmc.common.data.torchvision_sources import load_cifar

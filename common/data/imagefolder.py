@@ -39,21 +39,25 @@ __all__ = [
 
 def list_images(directory: Path, class_folders: Sequence[str]) -> list[tuple[Path, int]]:
     """``(file, position of its folder in class_folders)`` for every image under
-    ``directory/<class>/`` (nested folders included), sorted within each class."""
+    ``directory/<class>/`` (nested folders included), in ``make_dataset``'s order: folders
+    by path (so a folder's own files, by name, come before its subfolders')."""
     samples: list[tuple[Path, int]] = []
     for index, name in enumerate(class_folders):
         folder = directory / name
         if not folder.is_dir():
             continue
-        found: list[Path] = []
+        walked: list[tuple[str, list[str]]] = []
         for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            found.extend(
-                Path(dirpath) / f
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # prunes the walk
+            images = [
+                f
                 for f in filenames
                 if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
-            )
-        samples.extend((path, index) for path in sorted(found))
+            ]
+            walked.append((dirpath, sorted(images)))
+        # torchvision sorts the walk by the folder's path string, then each folder's files
+        for dirpath, images in sorted(walked):
+            samples.extend((Path(dirpath) / f, index) for f in images)
     return samples
 
 

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from pydantic import Field, field_validator, model_validator
 
-from tmc.common.errors import DataError
+from tmc.common.errors import ConfigError, DataError
 from tmc.common.schema import StrictModel
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -158,6 +158,15 @@ def read_image(path: object) -> Image.Image:
     return image
 
 
+def folder_input(*, channels: int, size: int) -> InputSpec:
+    """The input spec of ImageFolder images: ``channels`` (1 or 3) × ``size`` px, normalised
+    with ImageNet's statistics (their mean for one channel)."""
+    if channels not in (1, 3):
+        raise ConfigError(f"image folders give 1 or 3 channels, not {channels}")
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else (GRAY_MEAN, GRAY_STD)
+    return InputSpec(channels=channels, size=size, mean=mean, std=std)
+
+
 __all__ = [
     "CLASS_NAME_PATTERN",
     "GRAY_MEAN",
@@ -166,6 +175,7 @@ __all__ = [
     "IMAGENET_STD",
     "DataSpec",
     "InputSpec",
+    "folder_input",
     "native_channels",
     "normalise",
     "prepare_image",

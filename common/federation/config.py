@@ -7,6 +7,7 @@ An unknown key or a bad value is a :class:`ConfigError` that names it.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -14,9 +15,9 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from tmc.common.components.compose import Weighting
-from tmc.common.components.encoding import Encoding
-from tmc.common.data.dataset_inputs import dataset_data_spec, folder_input
-from tmc.common.data.inputs import DataSpec
+from tmc.common.components.encoding import UNENCODED, Encoding
+from tmc.common.data.dataset_inputs import dataset_data_spec
+from tmc.common.data.inputs import DataSpec, folder_input
 from tmc.common.data.spec import (
     DEFAULT_IMAGEFOLDER_SIZE,
     DatasetName,
@@ -43,8 +44,24 @@ def _hyphen(name: str) -> str:
     return name.replace("_", "-")
 
 
+def _as_in(model: type[StrictModel], name: str, **changes: Any) -> Any:
+    """``model``'s declaration of field ``name`` (default, bounds, help), for a run-config key
+    that is that field: the declaration stays in one place. ``changes`` overrides what
+    reads differently at the federation's level (its help)."""
+    field = copy.copy(model.model_fields[name])
+    for attribute, value in changes.items():
+        setattr(field, attribute, value)
+    return field
+
+
 class FederationConfig(StrictModel):
-    """Every knob of a federated run; defaults are the built-in ``digits`` federation."""
+    """Every knob of a federated run; defaults are the built-in ``digits`` federation.
+
+    This is the one declaration of each run-config key: its name (the field's, hyphenated),
+    type, default, bounds and help. The training and DP keys are :class:`TrainConfig`'s and
+    :class:`PrivacyConfig`'s fields, taken from there; ``[tool.flwr.app.config]`` in
+    pyproject.toml and the options of ``tmc simulate``/``tmc demo`` follow (tests check it).
+    A value of 0 means "off" or "not set" wherever a key has such a state."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, alias_generator=_hyphen, populate_by_name=True
@@ -53,67 +70,83 @@ class FederationConfig(StrictModel):
     # where the server keeps its state
     registry: str = Field("~/.tmc/registry", min_length=1, description="registry folder")
     # data (simulation: how the dataset is cut into silos; deployment: the server's test set)
-    dataset: DatasetName = "digits"
-    dataset_root: str = Field("", description="folder of cifar/imagefolder files")
+    dataset: DatasetName = Field("digits", description="the data")
+    dataset_root: str = Field("", description="folder of the cifar/imagefolder files")
     class_names: str = Field(
-        "", max_length=1_000_000, description="imagefolder: comma-separated label space"
+        "",
+        max_length=1_000_000,
+        description="imagefolder: the label space, comma-separated (empty: the class folders)",
     )
     in_channels: int = Field(0, ge=0, le=3, description="imagefolder: 1 or 3 (0: 3)")
-    image_size: int = Field(0, ge=0, le=4096, description="imagefolder: input side (0: 64)")
-    split: str = Field("class", description="class | iid | dirichlet:B")
-    num_silos: int = Field(5, ge=1, le=10_000)
-    increments: int = Field(2, ge=1, le=10_000, description="data increments per silo")
-    seed: int = Field(0, ge=0)
-    public_fraction: float = Field(0.2, ge=0.0, le=0.9)
-    public_classes: str = Field("", description="comma-separated; empty = all classes")
+    image_size: int = Field(
+        0, ge=0, le=4096, description=f"imagefolder: input side (0: {DEFAULT_IMAGEFOLDER_SIZE})"
+    )
+    split: str = Field("class", description="class | iid | dirichlet:BETA")
+    num_silos: int = Field(5, ge=1, le=10_000, description="number of silos the data is cut into")
+    increments: int = Field(
+        2, ge=1, le=10_000, description="data increments per silo; increment i arrives in round i+1"
+    )
+    seed: int = _as_in(
+        TrainConfig, "seed", description="seed of the split, the base and the training"
+    )
+    public_fraction: float = Field(
+        0.2, ge=0.0, le=0.9, description="share of the training set held out as the public split"
+    )
+    public_classes: str = Field(
+        "", description="classes of the public split, comma-separated (empty: all)"
+    )
     # base model
-    architecture: ArchitectureName = "small-cnn"
+    architecture: ArchitectureName = Field("small-cnn", description="base architecture")
     base_weights: str = Field(
         "pretrained", description="pretrained | init | file:PATH | hub:NAME | packaged[:NAME]"
     )
-    tangent: str = Field("full", description="full | last-stage | all | comma-separated modules")
+    tangent: str = Field("full", description="full | last-stage | all | MODULE,...")
     # rounds
-    rounds: int = Field(2, ge=0, le=100_000, description="0: continual, until stopped")
+    rounds: int = Field(
+        2, ge=0, le=100_000, description="rounds in this run (numbering continues; 0: continual)"
+    )
     round_interval: float = Field(
         60.0, ge=0.0, le=86_400.0, description="continual: seconds between checks for new data"
     )
     max_idle_rounds: int = Field(
         0, ge=0, le=10**9, description="continual: stop after this many skipped rounds (0: never)"
     )
-    min_silos: int = Field(1, ge=1, le=100_000)
-    wait_seconds: float = Field(60.0, gt=0.0, le=86_400.0)
-    hello_timeout: float = Field(300.0, gt=0.0, le=86_400.0)
-    round_timeout: float = Field(1800.0, gt=0.0, le=604_800.0)
+    min_silos: int = Field(1, ge=1, le=100_000, description="silos a round waits for")
+    wait_seconds: float = Field(
+        60.0, gt=0.0, le=86_400.0, description="how long a round waits for min-silos, in s"
+    )
+    hello_timeout: float = Field(
+        300.0, gt=0.0, le=86_400.0, description="how long a silo has to introduce itself, in s"
+    )
+    round_timeout: float = Field(
+        1800.0, gt=0.0, le=604_800.0, description="how long a round waits for results, in s"
+    )
     # local training
-    epochs: int = Field(30, ge=1, le=10_000)
-    lr: float = Field(1e-3, gt=0.0, le=10.0)
-    batch_size: int = Field(32, ge=1, le=65_536)
-    loss: LossName = "square"
-    kappa: float = Field(15.0, gt=0.0)
-    penalty: float = Field(1e-5, ge=0.0)
-    client_device: str = Field("auto", pattern=r"^(auto|cpu|cuda|cuda:\d+)$")
+    epochs: int = _as_in(TrainConfig, "epochs")
+    lr: float = _as_in(TrainConfig, "lr")
+    batch_size: int = _as_in(TrainConfig, "batch_size")
+    loss: LossName = _as_in(TrainConfig, "loss")
+    kappa: float = _as_in(TrainConfig, "kappa")
+    penalty: float = _as_in(TrainConfig, "penalty")
+    client_device: str = _as_in(TrainConfig, "device")
     # differential privacy per silo (DP-SGD, common.training.privacy); each silo sets its
     # noise for its own number of examples
-    dp_epsilon: float = Field(
-        0.0, ge=0.0, le=1e4, allow_inf_nan=False, description="target ε per component (0: off)"
-    )
-    dp_delta: float = Field(1e-5, gt=0.0, lt=1.0, description="δ of the (ε, δ) guarantee")
-    dp_clip: float = Field(1.0, gt=0.0, le=1e6, description="per-example gradient norm bound C")
-    dp_noise_multiplier: float = Field(
-        0.0, ge=0.0, le=1e6, description="σ (0: the smallest that reaches dp-epsilon)"
-    )
+    dp_epsilon: float = _as_in(PrivacyConfig, "target_epsilon")
+    dp_delta: float = _as_in(PrivacyConfig, "delta")
+    dp_clip: float = _as_in(PrivacyConfig, "clip")
+    dp_noise_multiplier: float = _as_in(PrivacyConfig, "noise_multiplier")
     # composition and acceptance
-    weighting: Weighting = "uniform"
-    max_norm: float = Field(1e4, gt=0.0, description="components with a larger ‖Δ‖ are refused")
-    upload_dtype: Encoding = Field(
-        "float32", description="float32 | bfloat16 | int8 | int8-channel: how silos upload Δ"
+    weighting: Weighting = Field(
+        "uniform", description="weights of the components (uniform: αᵢ = 1/n)"
     )
+    max_norm: float = Field(1e4, gt=0.0, description="components with a larger ‖Δ‖ are refused")
+    upload_dtype: Encoding = Field(UNENCODED, description="how silos upload Δ")
     require_authenticated_silos: bool = Field(
         False, description="refuse nodes without a registered name (deployment with auth)"
     )
     # evaluation
-    evaluate_server: bool = True
-    evaluate_federated: bool = True
+    evaluate_server: bool = Field(True, description="score each round's model on the server")
+    evaluate_federated: bool = Field(True, description="silos score each round's model too")
 
     @field_validator("split")
     @classmethod
@@ -273,10 +306,10 @@ class FederationConfig(StrictModel):
         if not (self.dp_epsilon or self.dp_noise_multiplier):
             return None
         return PrivacyConfig(
-            target_epsilon=self.dp_epsilon or None,
+            target_epsilon=self.dp_epsilon,
             delta=self.dp_delta,
             clip=self.dp_clip,
-            noise_multiplier=self.dp_noise_multiplier or None,
+            noise_multiplier=self.dp_noise_multiplier,
         )
 
     def train_config(self) -> TrainConfig:

@@ -99,7 +99,7 @@ class TrainInstruction(StrictModel):
     base_spec_json: str = Field(max_length=65_536)
     data: DataSpec
     train: TrainConfig
-    encoding: Encoding = Field("float32", description="how to upload Δ (upload-dtype)")
+    encoding: Encoding = Field(description="how to upload Δ (the run config's upload-dtype)")
 
 
 class EvaluateInstruction(StrictModel):

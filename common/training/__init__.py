@@ -5,7 +5,6 @@ from tmc.common.training.config import (
     LossName,
     PrivacyConfig,
     TrainConfig,
-    digits_preset,
 )
 from tmc.common.training.evaluate import (
     Evaluation,
@@ -15,8 +14,9 @@ from tmc.common.training.evaluate import (
     score_logits,
 )
 from tmc.common.training.features import MAX_CACHE_BYTES, FeatureSet, encode_dataset
-from tmc.common.training.loop import TrainReport, finetune, fit, label_histogram, train_tangent
+from tmc.common.training.loop import finetune, fit, train_tangent
 from tmc.common.training.losses import distance_penalty, rescaled_square_loss, task_loss
+from tmc.common.training.report import TrainReport, label_histogram
 
 __all__ = [
     "MAX_CACHE_BYTES",
@@ -28,7 +28,6 @@ __all__ = [
     "PrivacyConfig",
     "TrainConfig",
     "TrainReport",
-    "digits_preset",
     "distance_penalty",
     "encode_dataset",
     "evaluate",

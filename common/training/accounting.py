@@ -145,17 +145,17 @@ def plan_privacy(
     per_epoch = max(1, round(n / batch_size))
     steps = epochs * per_epoch
     context = f"silo of {n} examples, batch-size {batch_size}, {epochs} epochs"
-    if privacy.noise_multiplier is not None:
+    if privacy.noise_multiplier:
         sigma = privacy.noise_multiplier
         eps = epsilon(sigma, rate, steps, privacy.delta)
         target = privacy.target_epsilon
-        if target is not None and eps > target:
+        if target and eps > target:
             raise ConfigError(
                 f"noise multiplier {sigma:g} gives ε = {eps:.3g} > dp-epsilon {target:g} "
                 f"({context}): raise the noise multiplier, or leave it unset to calibrate"
             )
     else:
-        assert privacy.target_epsilon is not None  # PrivacyConfig's validator
+        # PrivacyConfig's validator: without σ there is a target ε.
         try:
             sigma = noise_for_epsilon(privacy.target_epsilon, rate, steps, privacy.delta)
         except ConfigError as exc:

@@ -9,16 +9,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from tmc.common.components.delta import Delta
-from tmc.common.components.privacy import PrivacyMeta
 from tmc.common.device import resolve_device
 from tmc.common.errors import DataError
 from tmc.common.progress import progress_bar
@@ -32,39 +29,9 @@ from tmc.common.training.features import (
     network_encoder,
     split_for_finetuning,
 )
-from tmc.common.training.losses import distance_penalty, task_loss
-
-Sample = tuple[torch.Tensor, int]
-
-
-@dataclass(frozen=True)
-class TrainReport:
-    """What happened during local training (sent to the server as metrics)."""
-
-    num_examples: int
-    epochs: int
-    final_loss: float
-    epoch_losses: tuple[float, ...]
-    seconds: float
-    device: str
-    label_histogram: dict[int, int]
-    cached_features: bool = False
-    """The frozen part ran once per example (features cached), not once per epoch."""
-    encode_seconds: float = 0.0
-    """Of ``seconds``, the time spent computing the cached features."""
-    privacy: PrivacyMeta | None = None
-    """The DP-SGD accounting when ``TrainConfig.privacy`` is set (``common.training.privacy``)."""
-
-
-def label_histogram(dataset: Dataset[Sample]) -> dict[int, int]:
-    """Counts per label; uses the dataset's ``targets`` when it has them (no image decoding)."""
-    targets = getattr(dataset, "targets", None)
-    labels = (
-        [int(t) for t in targets]
-        if targets is not None
-        else [int(dataset[i][1]) for i in range(len(dataset))]  # type: ignore[arg-type]
-    )
-    return dict(sorted(Counter(labels).items()))
+from tmc.common.training.losses import distance_penalty, present_classes, task_loss
+from tmc.common.training.privacy import train_private
+from tmc.common.training.report import Sample, TrainReport, label_histogram
 
 
 def fit(
@@ -92,7 +59,7 @@ def fit(
         optimizer, milestones=config.milestone_epochs(), gamma=config.gamma
     )
     histogram = label_histogram(dataset)  # type: ignore[arg-type]
-    classes = _present_classes(histogram, config, device)
+    classes = present_classes(histogram, config, device)
     module.train(batchnorm_train)
     losses: list[float] = []
     start = time.perf_counter()
@@ -123,15 +90,6 @@ def fit(
     )
 
 
-def _present_classes(
-    histogram: dict[int, int], config: TrainConfig, device: torch.device
-) -> torch.Tensor | None:
-    """The indices of the shard's own classes when the loss reads only those."""
-    if config.loss_classes == "all":
-        return None
-    return torch.tensor(sorted(histogram), dtype=torch.long, device=device)
-
-
 def train_tangent(
     model: TangentModel,
     dataset: Dataset[Sample],
@@ -148,8 +106,6 @@ def train_tangent(
 
     With ``config.privacy`` it trains with DP-SGD instead (``common.training.privacy``)."""
     if config.privacy is not None:
-        from tmc.common.training.privacy import train_private  # it imports this module
-
         return train_private(model, dataset, config, progress=progress, description=description)
     device = resolve_device(config.device)
     model.reset_delta()

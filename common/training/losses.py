@@ -11,6 +11,15 @@ import torch.nn.functional as F
 from tmc.common.training.config import TrainConfig
 
 
+def present_classes(
+    histogram: dict[int, int], config: TrainConfig, device: torch.device
+) -> torch.Tensor | None:
+    """The indices of the shard's own classes when the loss reads only those."""
+    if config.loss_classes == "all":
+        return None
+    return torch.tensor(sorted(histogram), dtype=torch.long, device=device)
+
+
 def rescaled_square_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,

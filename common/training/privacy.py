@@ -44,8 +44,8 @@ from tmc.common.tangent import Linearised, TangentModel
 from tmc.common.training.accounting import PrivacyPlan, plan_privacy
 from tmc.common.training.config import TrainConfig
 from tmc.common.training.features import Encoder, encode_dataset
-from tmc.common.training.loop import TrainReport, _present_classes, label_histogram
-from tmc.common.training.losses import distance_penalty, task_loss
+from tmc.common.training.losses import distance_penalty, present_classes, task_loss
+from tmc.common.training.report import TrainReport, label_histogram
 
 PER_EXAMPLE_BYTES = 256 << 20
 """Per-example gradients held at once (examples are taken in chunks that fit)."""
@@ -241,7 +241,7 @@ def train_private(
         plan,
         sampling=torch.Generator().manual_seed(seed),
         noise=torch.Generator(device=device).manual_seed(seed ^ 0x5DEECE66D),
-        classes=_present_classes(histogram, config, device),
+        classes=present_classes(histogram, config, device),
     )
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.MultiStepLR(

@@ -11,7 +11,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tmc.common.components import PrivacyMeta
+from tmc.common.components import UNENCODED, PrivacyMeta
 from tmc.server.admin.proto import pb
 from tmc.server.registry import (
     AuditEvent,
@@ -95,7 +95,7 @@ def component_from_pb(message: pb.Component) -> ComponentRecord:
         actor=message.actor,
         received_round=_optional(message, "received_round"),
         in_sum=message.in_sum,
-        encoding=message.encoding or "float32",
+        encoding=message.encoding or UNENCODED,
         payload_bytes=_optional(message, "payload_bytes"),
         privacy=_privacy_from_pb(message.privacy) if message.HasField("privacy") else None,
     )

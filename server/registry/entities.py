@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, JsonValue, field_validator
 
 from tmc.common.components import (
+    UNENCODED,
     Component,
     Encoding,
     PrivacyMeta,
@@ -142,7 +143,7 @@ class ComponentRecord(StrictModel):
     actor: str
     received_round: int | None = Field(None, description="server round that accepted it")
     in_sum: bool = Field(False, description="included in the persisted running sum")
-    encoding: Encoding = Field("float32", description="how Δ was uploaded and is stored")
+    encoding: Encoding = Field(UNENCODED, description="how Δ was uploaded and is stored")
     payload_bytes: int | None = Field(None, ge=0, description="bytes of Δ as uploaded")
     privacy: PrivacyMeta | None = Field(None, description="DP-SGD accounting (None: no DP)")
 

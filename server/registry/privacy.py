@@ -47,10 +47,11 @@ class PrivacyFloor(StrictModel):
         """The floor a run's DP settings set (None when it asks for no DP)."""
         if config is None:
             return None
+        # The run config's 0 ("not set") is this record's None.
         return cls(
-            epsilon=config.target_epsilon,
+            epsilon=config.target_epsilon or None,
             delta=config.delta,
-            noise_multiplier=config.noise_multiplier,
+            noise_multiplier=config.noise_multiplier or None,
         )
 
     def describe(self) -> str:

@@ -53,6 +53,64 @@ def command(name: str) -> list[str]:
     return argv
 
 
+# -- compose's short syntax, parsed: "SOURCE:TARGET[:MODE]", "HOST:CONTAINER", "UID:GID" ---
+
+_VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+def split_fields(value: str) -> list[str]:
+    """``value`` cut at the colons outside ``${...}`` (a default may hold colons)."""
+    fields, depth, current = [], 0, ""
+    for char in value:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if char == ":" and depth == 0:
+            fields.append(current)
+            current = ""
+        else:
+            current += char
+    return [*fields, current]
+
+
+def with_defaults(value: str) -> str:
+    """``value`` as compose reads it with no variable set: ``${VAR:-default}`` is default."""
+    return _VARIABLE.sub(lambda m: m.group(3) if m.group(2) in (":-", "-") else "", value)
+
+
+def required_variable(value: str) -> str | None:
+    """VAR when ``value`` is exactly ``${VAR:?message}`` (compose stops when VAR is unset)."""
+    match = _VARIABLE.fullmatch(value)
+    return match.group(1) if match and match.group(2) == ":?" else None
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str
+    """A named volume, or a host path (``${...}`` kept)."""
+    target: str
+    read_only: bool
+
+    @property
+    def named_volume(self) -> bool:
+        return not self.source.startswith(("/", ".", "$"))
+
+
+def mounts(name: str) -> list[Mount]:
+    found = []
+    for volume in services()[name].get("volumes", []):
+        assert isinstance(volume, str), f"{name}: volumes in the short syntax"
+        source, target, *mode = split_fields(volume)
+        assert mode in ([], ["ro"], ["rw"]), f"{name}: {volume}"
+        found.append(Mount(source, target, read_only=mode == ["ro"]))
+    return found
+
+
+def test_the_short_syntax_parser() -> None:
+    assert split_fields("${A:-./x:y}/s:/data:ro") == ["${A:-./x:y}/s", "/data", "ro"]
+    assert with_defaults("${P:-127.0.0.1:9440}") == "127.0.0.1:9440"
+    assert required_variable("${TMC_UID:?set it}") == "TMC_UID"
+    assert required_variable("${TMC_UID:-1000}") is None
+
+
 @dataclass(frozen=True)
 class Flag:
     takes_value: bool
@@ -189,14 +247,16 @@ def test_everyone_points_at_the_superlink_port() -> None:
 
 def test_each_silo_mounts_its_own_data_and_the_registry_is_a_volume() -> None:
     silos = [n for n in tmc_services() if command(n)[1:3] == ["silo", "start"]]
-    data = [v for s in silos for v in services()[s]["volumes"] if ":/data" in v]
-    assert len(data) == len(set(data)) == len(silos)
-    names = {n for n in tmc_services() if command(n)[1:3] == ["silo", "start"]}
-    assert {_options(n)["--silo"] for n in names} == names
-    registry = [v for s in services().values() for v in s.get("volumes", []) if "registry" in v]
+    data = [m for s in silos for m in mounts(s) if m.target == "/data"]
+    assert len(data) == len({m.source for m in data}) == len(silos)
+    assert all(m.read_only and not m.named_volume for m in data)
+    assert {_options(n)["--silo"] for n in silos} == set(silos)
+    registry = [m for n in services() for m in mounts(n) if m.source == "registry"]
     assert registry
-    assert all(v.startswith("registry:") for v in registry)
-    assert "registry" in compose()["volumes"]
+    assert all(m.named_volume and not m.read_only for m in registry)
+    # every named volume a service mounts is declared
+    named = {m.source for n in services() for m in mounts(n) if m.named_volume}
+    assert named <= set(compose()["volumes"])
 
 
 def test_a_gpu_silo_reserves_a_gpu() -> None:
@@ -228,10 +288,8 @@ def test_containers_run_as_an_explicit_uid() -> None:
     """No default uid: the keys are the host user's 0600 files (issue: 10001 could not
     read them), so an unset TMC_UID must stop compose with a message."""
     for name, spec in services().items():
-        user = spec["user"]
-        assert user.startswith("${TMC_UID:?"), name
-        assert "${TMC_GID:?" in user, name
-        assert "10001" not in user, name
+        uid, gid = split_fields(spec["user"])
+        assert (required_variable(uid), required_variable(gid)) == ("TMC_UID", "TMC_GID"), name
 
 
 def test_health_checks_ask_the_process() -> None:
@@ -257,28 +315,28 @@ def test_restarts_are_bounded_and_init_reaps() -> None:
 def test_ports_are_published_on_loopback_by_default() -> None:
     for name, spec in services().items():
         for port in spec.get("ports", []):
-            default = re.fullmatch(r"\$\{TMC_[A-Z_]+:-(127\.0\.0\.1:\d+)\}:\d+", port)
-            assert default, f"{name}: {port} must default to a loopback address"
+            published, container = split_fields(port)
+            assert published.startswith("${TMC_"), f"{name}: {port} can be set per deployment"
+            address, host_port = split_fields(with_defaults(published))
+            assert address == "127.0.0.1", f"{name}: {port} must default to loopback"
+            assert host_port.isdigit(), f"{name}: {port}"
+            assert container.isdigit(), f"{name}: {port}"
 
 
 def test_least_privilege_mounts() -> None:
     """The ServerApp executor gets the CA and the SuperExec secret, never the SuperLink's
     TLS key; a silo gets its CA and its node key; data is read-only; the registry volume is
     mounted above the registry folder so that the process creates (and owns) the folder."""
-    mounts = {n: services()[n]["volumes"] for n in services()}
-
-    def target(volume: str) -> str:  # SOURCE:TARGET[:MODE], SOURCE may hold ${VAR:-x}
-        return re.sub(r"\$\{[^}]*\}", "", volume).split(":")[1]
-
-    executor = [target(v) for v in mounts["superexec-serverapp"] if v.startswith("$")]
+    host = {n: [m for m in mounts(n) if not m.named_volume] for n in services()}
+    executor = [m.target for m in host["superexec-serverapp"]]
     assert executor == ["/credentials/ca.crt", "/credentials/superexec.secret"]
-    assert not any("server.key" in v for v in mounts["superexec-serverapp"])
+    assert not any("server.key" in m.source for m in host["superexec-serverapp"])
     for silo in (n for n in tmc_services() if command(n)[1:3] == ["silo", "start"]):
-        files = sorted(target(v) for v in mounts[silo] if "/credentials" in v)
+        files = sorted(m.target for m in host[silo] if m.target.startswith("/credentials"))
         assert files == ["/credentials/ca.crt", "/credentials/node.key"], silo
-        assert all(v.endswith(":ro") for v in mounts[silo] if v.startswith("$")), silo
+        assert all(m.read_only for m in host[silo]), silo
     for name in ("superexec-serverapp", "admin"):
-        assert "registry:/var/lib/tmc" in mounts[name], name
+        assert Mount("registry", "/var/lib/tmc", read_only=False) in mounts(name), name
 
 
 def _flags(name: str) -> dict[str, str | None]:

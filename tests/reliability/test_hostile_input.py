@@ -3,7 +3,6 @@ project error (never a crash, never a partial write) and nothing changes."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
@@ -176,8 +175,48 @@ def test_run_config_values_out_of_range_are_refused_clearly(values: dict[str, ob
     )
 )
 def test_node_config_is_validated(values: dict[str, object]) -> None:
-    with contextlib.suppress(ConfigError):
+    try:
+        settings = NodeSettings.from_node_config(values)
+    except ConfigError as exc:
+        # The refusal names what is wrong: a key given (``key: why``), or the missing source
+        # of data when neither data-path nor partition-id was given a value.
+        message = str(exc)
+        named = [key for key in values if f"{key}:" in message]
+        unset = values.get("data-path") is None and values.get("partition-id") is None
+        assert named or (unset and "data-path" in message), message
+        return
+    # Accepted: only known keys, a source of data, and every value kept as given.
+    assert "x" not in values
+    assert settings.data_path is not None or settings.partition_id is not None
+    kept = settings.model_dump(by_alias=True)
+    assert all((kept[key] is None) == (value is None) for key, value in values.items())
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"silo-id": "silo-a", "data-path": "/data/a", "x": 1}, "x:"),
+        ({"silo-id": "no spaces please", "data-path": "/data/a"}, "silo-id:"),
+        ({"data-path": "/data/a", "device": "tpu"}, "device:"),
+        ({"partition-id": -1}, "partition-id:"),
+        ({"silo-id": "silo-a"}, "data-path"),
+    ],
+)
+def test_node_config_refusals_name_the_key(values: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
         NodeSettings.from_node_config(values)
+
+
+def test_a_valid_node_config_is_read() -> None:
+    settings = NodeSettings.from_node_config(
+        {"silo-id": "silo-a", "data-path": "/data/a", "device": "cpu", "test-fraction": 0.25}
+    )
+    assert (settings.silo_id, settings.data_path, settings.device) == (
+        "silo-a",
+        Path("/data/a"),
+        "cpu",
+    )
+    assert settings.test_fraction == 0.25
 
 
 arrays = st.dictionaries(

@@ -11,8 +11,14 @@ import torch
 from PIL import Image
 
 from tests.images import write_images
-from tmc.common.data import DataSpec, InputSpec, fingerprint, prepare_image, scan_silo_folder
-from tmc.common.data.dataset_inputs import folder_input
+from tmc.common.data import (
+    DataSpec,
+    InputSpec,
+    fingerprint,
+    folder_input,
+    prepare_image,
+    scan_silo_folder,
+)
 from tmc.common.errors import DataError
 from tmc.common.federation import data_problems
 

@@ -12,7 +12,7 @@ from tmc.common.data import DatasetSpec, FederatedPartition, PartitionSpec
 from tmc.common.errors import ConfigError
 from tmc.common.models import BaseModelSpec, MaterializedBase, materialize
 from tmc.common.tangent import TangentModel
-from tmc.common.training import PrivacyConfig, TrainConfig, digits_preset, task_loss, train_tangent
+from tmc.common.training import PrivacyConfig, TrainConfig, task_loss, train_tangent
 from tmc.common.training.accounting import epsilon, noise_for_epsilon, plan_privacy
 from tmc.common.training.privacy import add_noise, clipped_sum, per_example_gradients
 
@@ -177,7 +177,7 @@ def test_dp_training_records_its_accounting_and_learns(
     small = torch.utils.data.Subset(shard, range(96))
     model = TangentModel(digits_base.network, digits_base.tangent_names)
     privacy = PrivacyConfig(noise_multiplier=1.0, noise_seed=7)
-    config = digits_preset(epochs=2, batch_size=16, device="cpu", privacy=privacy)
+    config = TrainConfig(epochs=2, batch_size=16, device="cpu", privacy=privacy)
     delta, report = train_tangent(model, small, config)
     assert report.privacy is not None
     assert report.cached_features
@@ -203,7 +203,7 @@ def test_dp_training_on_cuda(
     digits_base: MaterializedBase, shard: torch.utils.data.Dataset[tuple[torch.Tensor, int]]
 ) -> None:
     model = TangentModel(digits_base.network, digits_base.tangent_names)
-    config = digits_preset(
+    config = TrainConfig(
         epochs=2, device="cuda", privacy=PrivacyConfig(target_epsilon=3.0, noise_seed=1)
     )
     delta, report = train_tangent(model, shard, config)

@@ -14,7 +14,6 @@ from tmc.common.tangent import TangentModel
 from tmc.common.training import (
     OutputEnsemble,
     TrainConfig,
-    digits_preset,
     distance_penalty,
     evaluate,
     finetune,
@@ -60,7 +59,7 @@ def test_component_learns_its_shard_deterministically(
 ) -> None:
     model = TangentModel(digits_base.network, digits_base.tangent_names)
     shard = partition.silo_shard(0)
-    config = digits_preset(epochs=8)
+    config = TrainConfig(epochs=8)
     before = {k: v.clone() for k, v in digits_base.network.state_dict().items()}
     delta, report = train_tangent(model, shard, config)
     assert report.epoch_losses[-1] < report.epoch_losses[0]
@@ -81,7 +80,7 @@ def test_nonlinear_baseline_trains_only_the_named_parameters(
 ) -> None:
     names = digits_base.tangent_names
     tuned, report = finetune(
-        digits_base.network, names, partition.silo_shard(1), digits_preset(epochs=3)
+        digits_base.network, names, partition.silo_shard(1), TrainConfig(epochs=3)
     )
     original = dict(digits_base.network.named_parameters())
     for name, param in tuned.named_parameters():
@@ -96,7 +95,7 @@ def test_empty_shard_is_refused(
 
     model = TangentModel(digits_base.network, digits_base.tangent_names)
     with pytest.raises(DataError, match="empty"):
-        train_tangent(model, Shard(partition.train_set, []), digits_preset(epochs=1))
+        train_tangent(model, Shard(partition.train_set, []), TrainConfig(epochs=1))
 
 
 def test_scores_per_class_and_per_task() -> None:

@@ -1,8 +1,11 @@
 """Test data for the admin API tests (import as ``tests.server.admin.admin_helpers``):
-a throw-away PKI, a populated registry, and a snapshot of a registry's state."""
+a throw-away PKI, a populated registry, a snapshot of a registry's state, the tokens
+of the tests' roles, and a TLS admin server on a free loopback port."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 from deploy.credentials import new_ca, pem_private_key, server_certificate
 from tests.server.registry.registry_helpers import make_base, make_component
+from tmc.server.admin import AdminClient, AdminServer, TLSFiles, serve
 from tmc.server.registry import Registry
 
 
@@ -55,3 +59,34 @@ def snapshot(root: Path) -> dict[str, Any]:
             "versions": [(v.number, v.delta_sha256) for v in registry.versions()],
             "audit": [(e.seq, e.action, e.actor) for e in registry.audit_log()],
         }
+
+
+SILOS = 6
+PER_SILO = 2
+
+
+@dataclass(frozen=True)
+class Tokens:
+    path: Path
+    operator: str
+    silo0: str
+    silo1: str
+
+
+@contextmanager
+def serving(root: Path, tokens: Tokens, pki: Pki) -> Iterator[AdminServer]:
+    """A TLS admin API for ``root`` on a free loopback port, stopped on exit."""
+    handle = serve(
+        root,
+        credentials_path=tokens.path,
+        host="127.0.0.1",
+        port=0,
+        tls=TLSFiles(pki.server_cert, pki.server_key),
+    )
+    try:
+        yield handle
+    finally:
+        handle.stop(grace=1.0)
+
+
+ClientFactory = Callable[..., AdminClient]

@@ -3,18 +3,22 @@ on a free loopback port (stopped after each test, whatever happens)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.server.admin.admin_helpers import Pki, make_pki, populate
-from tmc.server.admin import AdminClient, AdminServer, TLSFiles, create_token, serve
-
-SILOS = 6
-PER_SILO = 2
+from tests.server.admin.admin_helpers import (
+    PER_SILO,
+    SILOS,
+    ClientFactory,
+    Pki,
+    Tokens,
+    make_pki,
+    populate,
+    serving,
+)
+from tmc.server.admin import AdminClient, AdminServer, create_token
 
 
 @pytest.fixture(scope="session")
@@ -34,14 +38,6 @@ def root(tmp_path: Path) -> Path:
     return path
 
 
-@dataclass(frozen=True)
-class Tokens:
-    path: Path
-    operator: str
-    silo0: str
-    silo1: str
-
-
 @pytest.fixture
 def tokens(tmp_path: Path) -> Tokens:
     path = tmp_path / "admin-credentials.json"
@@ -51,29 +47,10 @@ def tokens(tmp_path: Path) -> Tokens:
     return Tokens(path, operator, silo0, silo1)
 
 
-@contextmanager
-def serving(root: Path, tokens: Tokens, pki: Pki) -> Iterator[AdminServer]:
-    """A TLS admin API for ``root`` on a free loopback port, stopped on exit."""
-    handle = serve(
-        root,
-        credentials_path=tokens.path,
-        host="127.0.0.1",
-        port=0,
-        tls=TLSFiles(pki.server_cert, pki.server_key),
-    )
-    try:
-        yield handle
-    finally:
-        handle.stop(grace=1.0)
-
-
 @pytest.fixture
 def server(root: Path, tokens: Tokens, pki: Pki) -> Iterator[AdminServer]:
     with serving(root, tokens, pki) as handle:
         yield handle
-
-
-ClientFactory = Callable[..., AdminClient]
 
 
 @pytest.fixture

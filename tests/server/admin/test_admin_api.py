@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.admin.admin_helpers import snapshot
-from tests.server.admin.conftest import PER_SILO, SILOS, ClientFactory, Tokens
+from tests.server.admin.admin_helpers import PER_SILO, SILOS, ClientFactory, Tokens, snapshot
 from tests.server.registry.registry_helpers import make_component
 from tmc.common.components import compose
 from tmc.common.receipts import check_receipt, parse_receipt

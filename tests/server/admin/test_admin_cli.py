@@ -16,8 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.registries import digits_registry
-from tests.server.admin.admin_helpers import Pki, snapshot
-from tests.server.admin.conftest import Tokens, serving
+from tests.server.admin.admin_helpers import Pki, Tokens, serving, snapshot
 from tmc.cli import app
 from tmc.common.models import MaterializedBase
 from tmc.common.receipts import check_receipt, parse_receipt

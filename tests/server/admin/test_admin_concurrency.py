@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.admin.admin_helpers import populate
-from tests.server.admin.conftest import ClientFactory, Tokens
+from tests.server.admin.admin_helpers import ClientFactory, Tokens, populate
 from tests.server.registry.registry_helpers import make_component
 from tmc.common.components import compose
 from tmc.server.admin import create_token

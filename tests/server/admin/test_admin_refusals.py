@@ -12,8 +12,7 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 
-from tests.server.admin.admin_helpers import Pki, snapshot
-from tests.server.admin.conftest import ClientFactory, Tokens
+from tests.server.admin.admin_helpers import ClientFactory, Pki, Tokens, snapshot
 from tmc.common.errors import ConfigError, NotFoundError
 from tmc.server.admin import (
     AdminClient,

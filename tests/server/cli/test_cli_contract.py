@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
+import typer
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -123,21 +127,42 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
-def test_every_command_explains_itself() -> None:
-    for command in (
-        [],
-        ["simulate"],
-        ["registry"],
-        ["forget"],
-        ["compose"],
-        ["export"],
-        ["evaluate"],
-        ["predict"],
-        ["admin"],
-        ["silo"],
-        ["data"],
-        ["demo"],
-    ):
-        result = runner.invoke(app, [*command, "--help"])
-        assert result.exit_code == 0, (command, result.output)
-        assert "Usage" in result.output
+def _commands(
+    command: click.Command, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            yield from _commands(sub, (*path, name))
+
+
+COMMANDS = list(_commands(typer.main.get_command(app)))
+
+
+def test_the_command_tree_is_walked() -> None:
+    # A walk that missed the groups would check nothing.
+    names = {" ".join(path) for path, _ in COMMANDS}
+    assert {"simulate", "demo", "registry list", "silo", "admin"} <= names
+    assert len(COMMANDS) > 20
+
+
+@pytest.mark.parametrize(
+    ("path", "command"), COMMANDS, ids=[" ".join(p) or "tmc" for p, _ in COMMANDS]
+)
+def test_every_command_explains_itself(path: tuple[str, ...], command: click.Command) -> None:
+    """Each command says what it does, each of its options and arguments what it means,
+    and ``--help`` shows that text."""
+    summary = (command.help or command.short_help or "").strip()
+    assert len(summary.split()) >= 4, f"tmc {' '.join(path)} has no help text"
+    unexplained = [
+        param.name for param in command.params if not (getattr(param, "help", None) or "").strip()
+    ]
+    assert unexplained == [], f"tmc {' '.join(path)}: options without help"
+    result = runner.invoke(app, [*path, "--help"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.output.split())
+    assert " ".join(summary.split()[:3]) in shown, result.output
+    for param in command.params:  # each option's and argument's help reaches the user
+        # its longest plain word: rich wraps a column between words (and splits paths)
+        word = max(re.findall(r"[A-Za-z]+", getattr(param, "help", None) or ""), key=len)
+        assert word in shown, (param.name, word, result.output)

@@ -11,7 +11,7 @@ import pytest
 from flwr.app import Message
 
 from tests.server.federation.fake_grid import FakeGrid
-from tests.server.federation.test_rounds import _run
+from tests.server.federation.rounds_helpers import run_rounds
 from tmc.common.components import compose
 from tmc.common.federation.config import FederationConfig
 from tmc.common.federation.messages import REPLY
@@ -27,7 +27,7 @@ def test_dp_epsilon_records_epsilon_per_component(
 ) -> None:
     config = make_config(rounds=1, epochs=2, dp_epsilon=4.0, dp_delta=1e-4, dp_clip=0.5)
     registry: Registry
-    with _run(config, make_grid(config), digits_base) as registry:
+    with run_rounds(config, make_grid(config), digits_base) as registry:
         records = registry.list_components()
         assert len(records) == 3
         for record in records:

@@ -9,31 +9,12 @@ import torch
 from flwr.app import Message, RecordDict
 
 from tests.server.federation.fake_grid import FakeGrid
+from tests.server.federation.rounds_helpers import run_rounds
 from tmc.common.components import compose, dense_bytes
-from tmc.common.data import load_test_set
 from tmc.common.federation import DELTA, REPLY, THETA0
 from tmc.common.federation.config import FederationConfig
 from tmc.common.models import MaterializedBase
-from tmc.server.federation import Federation, read_history
-from tmc.server.registry import BaseRecord, Registry
-
-
-def _run(config: FederationConfig, grid: FakeGrid, base: MaterializedBase) -> Registry:
-    data = config.data_spec()
-    registry = Registry.open_or_create(
-        config.registry_path,
-        base=BaseRecord.from_materialized(base),
-        weighting=config.weighting,
-        max_norm=config.max_norm,
-        theta0=base.theta0(),
-        data=data,
-    )
-    test_set = load_test_set(config.dataset_spec(), data)
-    federation = Federation(
-        grid, config, registry, base, data=data, run_id=7, test_set=test_set, poll_interval=0.0
-    )
-    federation.run()
-    return registry
+from tmc.server.federation import read_history
 
 
 def test_rounds_commit_every_component_and_a_second_run_continues(
@@ -42,7 +23,7 @@ def test_rounds_commit_every_component_and_a_second_run_continues(
     digits_base: MaterializedBase,
 ) -> None:
     config = make_config()
-    with _run(config, make_grid(config), digits_base) as registry:
+    with run_rounds(config, make_grid(config), digits_base) as registry:
         records = registry.list_components(status="active")
         assert sorted((r.silo, r.increment) for r in records) == [
             (f"silo-{s}", i) for s in range(3) for i in range(2)
@@ -57,7 +38,7 @@ def test_rounds_commit_every_component_and_a_second_run_continues(
     assert all(h.accuracy is not None and h.accuracy > 0.9 for h in history)
 
     again = make_config(rounds=1)
-    with _run(again, make_grid(again), digits_base) as registry:
+    with run_rounds(again, make_grid(again), digits_base) as registry:
         records = registry.list_components(status="active")
         assert first_ids < {r.id for r in records}  # nothing retrained or replaced
         new = [r for r in records if r.id not in first_ids]
@@ -89,8 +70,8 @@ def test_arrival_order_does_not_change_the_model(
     forward = make_config(rounds=1, registry=f"{tmp_path}/forward")
     backward = make_config(rounds=1, registry=f"{tmp_path}/backward")
     with (
-        _run(forward, make_grid(forward, tamper=record), digits_base) as a,
-        _run(
+        run_rounds(forward, make_grid(forward, tamper=record), digits_base) as a,
+        run_rounds(
             backward,
             make_grid(backward, tamper=replay, order=lambda replies: list(reversed(replies))),
             digits_base,
@@ -123,7 +104,7 @@ def test_a_silent_silo_is_recorded_and_the_round_goes_on(
         return original_push(listed)
 
     grid.push_messages = push  # type: ignore[method-assign]
-    with _run(config, grid, digits_base) as registry:
+    with run_rounds(config, grid, digits_base) as registry:
         assert {r.silo for r in registry.list_components()} == {"silo-0", "silo-1"}
         rejects = [e for e in registry.audit_log() if e.action == "reject"]
         assert [(e.silo, e.details["reason"]) for e in rejects] == [
@@ -176,7 +157,7 @@ def test_hostile_replies_are_refused_with_a_reason(
     }
     for kind, reason in expected.items():
         config = make_config(rounds=1, registry=f"{tmp_path}/{kind}")
-        with _run(config, make_grid(config, tamper=_poison(kind)), digits_base) as registry:
+        with run_rounds(config, make_grid(config, tamper=_poison(kind)), digits_base) as registry:
             assert {r.silo for r in registry.list_components()} == {"silo-0", "silo-2"}, kind
             rejects = [e for e in registry.audit_log() if e.action == "reject"]
             assert len(rejects) == 1, kind
@@ -203,7 +184,7 @@ def test_theta0_travels_only_to_nodes_that_lack_it(
             return original_push(listed)
 
         grid.push_messages = push  # type: ignore[method-assign]
-        _run(config, grid, digits_base).close()
+        run_rounds(config, grid, digits_base).close()
 
     run_once()
     assert sent.count(THETA0) == 3
@@ -219,7 +200,7 @@ def test_int8_uploads_are_stored_as_received_and_composed_exactly(
 ) -> None:
     config = make_config(rounds=1, upload_dtype="int8")
     dense = dense_bytes({n: s for n, (s, _) in digits_base.tangent_shapes().items()})
-    with _run(config, make_grid(config), digits_base) as registry:
+    with run_rounds(config, make_grid(config), digits_base) as registry:
         records = registry.list_components()
         assert {r.encoding for r in records} == {"int8"}
         assert all(dense / (r.payload_bytes or dense) >= 3.9 for r in records)
