@@ -6,7 +6,7 @@ through every operation PyTorch can differentiate, and reverse-mode AD through t
 the gradient with respect to Δ, because PyTorch's forward-AD formulas are themselves
 differentiable. Operations that do not depend on a tangent parameter carry no dual part,
 so the network below the first tangent layer runs once, plainly, as in the dual-path engine
-(method.md; ``torch.func`` documentation, "jvp").
+(docs/design/method.md; ``torch.func`` documentation, "jvp").
 
 The network must be in eval mode: batch statistics or dropout would make the output depend
 on the batch and break linearity in Δ.

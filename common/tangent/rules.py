@@ -13,7 +13,7 @@ For a layer with parameters θ0 and tangent parameters Δ:
 * max-pool:       the tangent is gathered at the primal arg-max positions
 * linear ops (pooling, flatten, reshape, add): the same op applied to the tangent
 
-(method.md; Liu & Soatto, ICCV 2023, and tianyu139/tangent-model-composition
+(docs/design/method.md; Liu & Soatto, ICCV 2023, and tianyu139/tangent-model-composition
 ``models/linear_layers.py``). A ``None`` tangent skips the work: below the first tangent
 layer the network runs once, plainly, and the first tangent layer costs two ops, not three.
 """
@@ -93,7 +93,7 @@ def _batch_norm(
     d: Mapping[str, torch.Tensor],
 ) -> Dual:
     # Always eval mode: batch statistics would make the output depend on the batch and
-    # break linearity in Δ (method.md).
+    # break linearity in Δ (docs/design/method.md).
     if m.running_mean is None or m.running_var is None:
         raise TangentError("BatchNorm without running statistics cannot be linearised")
     mean, var = m.running_mean, m.running_var

@@ -37,7 +37,7 @@ class PrivacyConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    """How one component is trained. Defaults are the reference's (method.md): AdamW at
+    """How one component is trained. Defaults are the reference's (docs/design/method.md): AdamW at
     lr 1e-4 without decoupled weight decay, batch 32, 50 epochs, ×0.1 at 50 % and 80 % of
     the epochs, rescaled square loss with κ = 15, penalty 1e-5·√(‖Δ‖² + 1e-6).
     The built-in ``digits`` preset (``digits_preset``) trains faster at lr 1e-3."""
@@ -81,7 +81,7 @@ class TrainConfig(StrictModel):
 
 def digits_preset(**overrides: object) -> TrainConfig:
     """Settings that train a ``small-cnn`` component on a ``digits`` silo in seconds
-    (measured in the feasibility run of benchmarks.md: lr 1e-3, κ = 15)."""
+    (measured in the feasibility run of docs/design/benchmarks.md: lr 1e-3, κ = 15)."""
     values: dict[str, object] = {"epochs": 30, "lr": 1e-3, "batch_size": 32}
     values.update(overrides)
     return TrainConfig.model_validate(values)
