@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_UPDATE_CHECK := 1
 
-.PHONY: demo test lint typecheck pytest install clean
+.PHONY: demo test lint typecheck pytest docs install clean
 
 # setup.py compiles server/admin/admin.proto during the install: a changed .proto reinstalls.
 $(STAMP): pyproject.toml setup.py server/admin/admin.proto
@@ -32,11 +32,17 @@ typecheck: $(STAMP)
 	@mkdir -p $(VENV)/typecheck/tmc
 	@for f in common client server simulation cli; do ln -sfn ../../../$$f $(VENV)/typecheck/tmc/$$f; done
 	$(BIN)/mypy
+	$(BIN)/mypy docs/hooks
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
-test: lint typecheck pytest
+# The documentation site (mkdocs.yml) into site/; --strict turns every broken link, missing
+# page or include into an error. Offline: no plugin fetches anything.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck pytest docs
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info server/admin/_generated
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache *.egg-info server/admin/_generated

@@ -1,5 +1,5 @@
 """Accuracy benchmark: TMC against the ensemble, the model soup, Flower's FedAvg, sequential
-fine-tuning and the paragon, under the fairness protocol of design/benchmarks.md.
+fine-tuning and the paragon, under the fairness protocol of docs/design/benchmarks.md.
 
     python -m bench.accuracy --quick            # about 20 minutes on 2 CPU cores
     python -m bench.accuracy                    # full mode: hours on 2 CPU cores
@@ -10,7 +10,7 @@ Writes ``bench/results/accuracy_quick.{json,md}`` and ``accuracy_quick*.png`` (q
 ``accuracy.{json,md}`` and ``accuracy*.png`` (full); ``accuracy_lite0*`` for ``--base
 lite0`` (EfficientNet-Lite0 with ImageNet weights on mnist5k, ``bench.accuracy_backbone``;
 needs the ``pretrained`` extra). Progress goes to stderr. What each
-mode runs is :func:`settings_for`; the README's "Accuracy" section summarises it.
+mode runs is :func:`settings_for`; docs/benchmarks/accuracy.md summarises it.
 """
 
 from __future__ import annotations

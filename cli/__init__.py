@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import click
@@ -21,6 +21,28 @@ from tmc.common.logs import configure_logging, log_format, log_level
 from tmc.server.cli import add_server_commands, dashboard, readmit
 from tmc.server.cli.output import EXIT_USAGE, one_line, report_error
 from tmc.simulation import demo, simulate_command
+
+
+class _HelpFormatter(click.HelpFormatter):
+    """Click's layout, without the backslash Typer puts before "[default: ...]" and
+    "[required]" for rich's markup whenever rich is installed, even with rich help off."""
+
+    def write_dl(
+        self, rows: Iterable[tuple[str, str]], col_max: int = 30, col_spacing: int = 2
+    ) -> None:
+        super().write_dl(
+            [(term, text.replace("\\[", "[")) for term, text in rows], col_max, col_spacing
+        )
+
+
+class _HelpContext(click.Context):
+    formatter_class = _HelpFormatter
+
+
+def _use_help_context(command: click.Command) -> None:
+    command.context_class = _HelpContext
+    for sub in getattr(command, "commands", {}).values():
+        _use_help_context(sub)
 
 
 class _OneLineErrors(TyperGroup):
@@ -37,6 +59,7 @@ class _OneLineErrors(TyperGroup):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
+        _use_help_context(self)
         try:
             result = super().main(
                 args=argv,
@@ -70,6 +93,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's own help layout: it rewraps each paragraph to the terminal (80 columns and up)
+    # and gives an option's text the width left of its name; rich's boxed panels broke
+    # both mid-sentence at 80 columns. Every sub-group inherits this from the root.
+    rich_markup_mode=None,
 )
 app.command("demo")(demo)
 app.command("simulate")(simulate_command)

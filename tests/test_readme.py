@@ -1,18 +1,13 @@
-"""The README's code examples run as written."""
+"""The README stays a short front page: the two set-up commands first, at most 200 lines,
+and every page it links to exists."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def test_readme_python_examples_run() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
-    assert blocks, "the README should show code that runs"
-    for block in blocks:
-        exec(compile(block, str(README), "exec"), {"__name__": "readme_example"})
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
 
 
 def test_readme_starts_with_the_two_setup_commands() -> None:
@@ -21,12 +16,17 @@ def test_readme_starts_with_the_two_setup_commands() -> None:
     assert any(line.startswith("make test") for line in head)
 
 
-def test_readme_documents_every_run_config_key() -> None:
-    from tmc.common.federation.config import FederationConfig
+def test_readme_is_a_front_page() -> None:
+    lines = README.read_text().splitlines()
+    assert len(lines) <= 200, f"the README has {len(lines)} lines; move detail into docs/"
 
-    text = README.read_text()
-    for key in FederationConfig().to_run_config():
-        assert f"| `{key}` |" in text, f"README does not document run config key {key}"
+
+def test_every_file_the_readme_links_to_exists() -> None:
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README.read_text())
+    local = [t for t in targets if "://" not in t]
+    assert local, "the README should link into the documentation"
+    missing = [t for t in local if not (REPO / t).exists()]
+    assert not missing, f"the README links to missing files: {missing}"
 
 
 def test_pyproject_run_config_matches_the_code_defaults() -> None:
@@ -34,6 +34,6 @@ def test_pyproject_run_config_matches_the_code_defaults() -> None:
 
     from tmc.common.federation.config import FederationConfig
 
-    pyproject = tomllib.loads((README.parent / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     declared = pyproject["tool"]["flwr"]["app"]["config"]
     assert declared == FederationConfig().to_run_config()

@@ -9,7 +9,7 @@ every architecture: the stem stays frozen, the stages and the head can be linear
 from __future__ import annotations
 
 # The class is defined in the standalone loader, which must run without the project (it is
-# copied out of it, see the README); one definition keeps the state-dict keys of an exported
+# copied out of it, see docs/standalone.md); one definition keeps the state-dict keys of an exported
 # model and of the project's own network the same.
 from tmc.common.standalone.loader import SmallCNN
 

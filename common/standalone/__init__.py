@@ -1,6 +1,6 @@
 """What runs an exported model outside the project: ``loader.py`` imports only the standard
 library, torch and (for ResNets) torchvision, so it can be copied anywhere on its own
-(the README shows it whole)."""
+(docs/standalone.md shows it whole)."""
 
 from tmc.common.standalone.loader import (
     ARCHITECTURES,

@@ -1,5 +1,5 @@
-"""Losses of local training (method.md): the rescaled square loss, cross-entropy, and the
-√(‖Δ‖² + ε) penalty that pulls Δ towards θ0."""
+"""Losses of local training (docs/design/method.md): the rescaled square loss,
+cross-entropy, and the √(‖Δ‖² + ε) penalty that pulls Δ towards θ0."""
 
 from __future__ import annotations
 

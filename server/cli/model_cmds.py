@@ -127,9 +127,9 @@ def export(
 ) -> None:
     """Write the model of the current version (or --version N) as one safetensors file:
     θ0, the composed Δ and what they are (architecture, class names, input spec, version,
-    hashes), byte-identical for the same version. It runs without this project (README:
-    "Using the model outside the project"). --delta-only writes the composition file
-    instead: the composed Δ of the active components. With --server, streamed from an
+    hashes), byte-identical for the same version. It runs without this project
+    (docs/standalone.md). --delta-only writes the composition file instead: the composed Δ
+    of the active components. With --server, streamed from an
     admin API (operator token) and checked by sha256."""
     remote = Remote(server, ca_cert, token_file, insecure)
     with handle_errors(as_json=as_json):

@@ -5,7 +5,7 @@ Operators think in silos; Flower's Control API thinks in node ids. ``flwr supern
 (``flwr supernode register KEY --name SILO``), although the SuperLink returns it
 (``NodeInfo.name``, flwr/proto/node.proto). ``tmc nodes list`` shows it, and
 ``tmc nodes unregister --silo NAME`` finds the node of a silo and unregisters it, which is
-what the README's "Forgetting a silo" needs. Both use the same Flower connection as
+what "Forgetting a silo" in docs/deployment.md needs. Both use the same Flower connection as
 ``flwr`` (``$FLWR_HOME/config.toml``; ``deploy/credentials.py`` writes one named ``tmc``).
 """
 

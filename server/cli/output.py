@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import typer
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -29,18 +32,49 @@ def emit_json(payload: Any) -> None:
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    result = Table(title=title, title_justify="left")
-    for column in columns:
-        result.add_column(column, overflow="fold")
-    for row in rows:
-        result.add_row(*(_cell(v) for v in row))
+    """A table that stays readable at 80 columns: rules under the header only (no vertical
+    borders), and a column whose every value is one short word (ids, versions, numbers,
+    names, statuses) never wraps, so that only the columns of prose give way."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    result = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for index, column in enumerate(columns):
+        values = [row[index] for row in cells if index < len(row)]
+        whole = all(" " not in v and len(v) <= _WHOLE_WIDTH for v in values)
+        if whole:
+            width = max([len(column.split(" ")[0]), *(len(v) for v in values)])
+            result.add_column(column, no_wrap=True, min_width=width)
+        else:
+            # Prose wraps between words; its longest word (up to a limit) stays whole, and
+            # the column never collapses to nothing beside the one-word ones.
+            words = [len(w) for v in values for w in v.split()] or [0]
+            result.add_column(column, overflow="fold", min_width=min(max(words), _WORD_WIDTH))
+    for row in cells:
+        result.add_row(*row)
     return result
+
+
+# Longer one-word values (a full sha256, a path) may fold rather than push every other
+# column off an 80-column screen.
+_WHOLE_WIDTH = 24
+_WORD_WIDTH = 20
+_TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})(:\d{2}(\.\d+)?)?(Z|[+-]00:00)?$")
 
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
-    return "" if value is None else str(value)
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    text = "" if value is None else str(value)
+    # Times to the minute, as date and time: two short words that wrap between them.
+    found = _TIMESTAMP.match(text)
+    return f"{found.group(1)} {found.group(2)}" if found else text
 
 
 def one_line(message: str) -> str:

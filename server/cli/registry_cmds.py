@@ -3,6 +3,7 @@ history)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -71,10 +72,15 @@ def list_components(
         if as_json:
             emit_json(rows)
             return
+        # The status column only when rows can differ (--status all): at 80 columns each
+        # column costs the others room.
+        shown = ["id", "silo", "round", "incr", "examples", "status", "norm", "upload", "ε"]
+        if status != "all":
+            shown.remove("status")
         console.print(
             table(
                 f"{len(rows)} {status} component(s) in {registry or server}",
-                ["id", "silo", "round", "increment", "examples", "status", "norm", "upload", "ε"],
+                shown,
                 [
                     [
                         r["id"][:12] + "…",
@@ -82,16 +88,25 @@ def list_components(
                         r["round"],
                         r["increment"],
                         r["num_examples"],
-                        r["status"],
+                        *([r["status"]] if status == "all" else []),
                         r["norm"],
-                        r["encoding"]
-                        + (f", {r['payload_bytes']:,} B" if r["payload_bytes"] is not None else ""),
+                        _upload_cell(r["encoding"], r["payload_bytes"]),
                         _epsilon_cell(r["privacy"]),
                     ]
                     for r in rows
                 ],
             )
         )
+
+
+def _upload_cell(encoding: str, payload_bytes: int | None) -> str:
+    """The upload's encoding and size, e.g. "float32 366.5 KiB" (--json has the bytes)."""
+    if payload_bytes is None:
+        return encoding
+    if payload_bytes < 1024:
+        return f"{encoding} {payload_bytes} B"
+    kib = payload_bytes / 1024
+    return f"{encoding} {kib:.1f} KiB" if kib < 1024 else f"{encoding} {kib / 1024:.1f} MiB"
 
 
 def _epsilon_cell(privacy: dict[str, Any] | None) -> str:
@@ -196,16 +211,16 @@ def audit(
         console.print(
             table(
                 f"Audit log of {registry}",
-                ["#", "at", "actor", "action", "silo", "component", "details"],
+                ["#", "at", "actor", "action", "subject", "details"],
                 [
                     [
                         e.seq,
                         e.at.isoformat(timespec="seconds"),
                         e.actor,
                         e.action,
-                        e.silo,
-                        (e.component_id or "")[:12],
-                        e.details,
+                        # silo and short component id in one column: room for the details
+                        " ".join(s for s in (e.silo, (e.component_id or "")[:12]) if s),
+                        json.dumps(e.details, ensure_ascii=False, separators=(", ", ": ")),
                     ]
                     for e in events
                 ],
@@ -226,13 +241,13 @@ def versions(registry: RegistryOption, as_json: JsonOption = False) -> None:
         console.print(
             table(
                 f"{len(rows)} version(s) of {registry}",
-                ["", "version", "created", "round", "components", "silos", "accuracy", "reason"],
+                # No round column: the reason names the round that made a version.
+                ["", "version", "created", "components", "silos", "accuracy", "reason"],
                 [
                     [
                         "current" if r["current"] else ("purged" if r["purged"] else ""),
                         r["number"],
                         r["created_at"][:19],
-                        r["round"],
                         r["components"],
                         ", ".join(r["silos"]),
                         r["accuracy"],

@@ -1,7 +1,7 @@
 """docker-compose.yml against the installed CLIs: every flag a service passes to
 ``flower-superlink``, ``flower-supernode``, ``flower-superexec`` or ``tmc`` must be one that
 program accepts (Flower's upstream compose files drifted from its CLI; ours must not), and
-the topology must be the one README.md describes."""
+the topology must be the one docs/deployment.md describes."""
 
 from __future__ import annotations
 

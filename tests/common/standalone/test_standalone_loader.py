@@ -1,5 +1,6 @@
-"""The standalone loader: the README's copy is the module, it runs an exported model with
-nothing of the project (no package, no cache), and agrees with the project's own model."""
+"""The standalone loader: the docs page includes the module itself; it runs an exported
+model with nothing of the project (no package, no cache) and agrees with the project's own
+model."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from tmc.server.registry import BaseRecord, ModelVersion, model_bytes
 
 REPO = Path(__file__).resolve().parents[3]
 LOADER = Path(loader_module.__file__)
-SECTION = "## Using the model outside the project"
+PAGE = REPO / "docs" / "standalone.md"
 runner = CliRunner()
 
 # Run in the child before the loader: any import of the project, its dependencies that
@@ -53,17 +54,19 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def readme_loader() -> str:
-    text = (REPO / "README.md").read_text()
-    assert SECTION in text, "the README should say how to use the model outside the project"
-    section = text.split(SECTION, 1)[1]
-    found = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL)
-    assert found is not None
-    return found.group(1)
+def docs_loader() -> str:
+    """The loader as the docs page shows it: the page's Python block must be exactly the
+    include of the module's source file, which the site build resolves (snippets)."""
+    text = PAGE.read_text()
+    found = re.search(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert found is not None, "docs/standalone.md should show the loader"
+    include = found.group(1).strip()
+    assert include == f'--8<-- "{LOADER.relative_to(REPO)}"', include
+    return (REPO / include.split('"')[1]).read_text()
 
 
-def test_the_readme_shows_the_loader_exactly() -> None:
-    assert readme_loader() == LOADER.read_text()
+def test_the_docs_page_shows_the_loader_exactly() -> None:
+    assert docs_loader() == LOADER.read_text()
 
 
 def test_the_loader_imports_only_the_standard_library_torch_and_torchvision() -> None:
@@ -119,14 +122,14 @@ def _inputs(folder: Path) -> list[Path]:
     return [image, colour, batch, single]
 
 
-def test_the_readme_loader_runs_the_export_outside_the_project(
+def test_the_docs_loader_runs_the_export_outside_the_project(
     exported: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, model = exported
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     script = outside / "loader.py"
-    script.write_text(readme_loader())
+    script.write_text(docs_loader())
     inputs = _inputs(outside)
     home, cache = tmp_path / "home", tmp_path / "cache"
     home.mkdir()
