@@ -1,5 +1,5 @@
 """Accuracy benchmark: TMC against the ensemble, the model soup, Flower's FedAvg, sequential
-fine-tuning and the paragon, under the fairness protocol of docs/design/benchmarks.md.
+fine-tuning and the paragon, under the fairness protocol of docs/notes/benchmarks.md.
 
     python -m bench.accuracy --quick            # about 20 minutes on 2 CPU cores
     python -m bench.accuracy                    # full mode: hours on 2 CPU cores

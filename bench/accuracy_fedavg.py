@@ -1,7 +1,7 @@
 """FedAvg, the federated peer users know: Flower's own ``FedAvg`` strategy (1.42 message
 API) through Flower's simulation engine (Ray), one supernode per silo.
 
-Fairness (docs/design/benchmarks.md): the same θ0, the same trainable parameters (the base's tangent
+Fairness (docs/notes/benchmarks.md): the same θ0, the same trainable parameters (the base's tangent
 scope, fine-tuned non-linearly), the same loss, penalty and batch size, the same silo
 training parts; ``rounds`` × ``epochs_per_round`` = the other methods' local epochs. Each
 round's local training is ``common.training.finetune`` with that many epochs (its step

@@ -28,7 +28,7 @@ JSON_KEYS = {"ensemble_softmax": "ensemble"}
 """``--json`` names: the softmax ensemble is the paper's "ensemble"."""
 PAPER_ERROR_METHODS = ("ensemble_softmax", "soup", "tmc", "fedavg")
 FEASIBILITY = {"class-5": 0.96, "iid-5": 0.98, "half:class-5": 0.81}
-"""TMC's accuracy in the feasibility run (docs/design/benchmarks.md / the issue): at least this."""
+"""TMC's accuracy in the feasibility run (docs/notes/benchmarks.md / the issue): at least this."""
 
 
 def _pct(entry: Json | None, *, signed: bool = False) -> str:

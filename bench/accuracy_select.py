@@ -1,7 +1,7 @@
 """From raw outputs to numbers: learning-rate selection on validation, test scores, and
 the mean ± std over seeds.
 
-Selection (docs/design/benchmarks.md): for each seed and each method, the learning rate whose model
+Selection (docs/notes/benchmarks.md): for each seed and each method, the learning rate whose model
 scores best on the pooled validation parts of the silos (ties: lower validation loss);
 the test split is scored only for the chosen one. TMC's extras (linearity identity,
 forgetting) are read at TMC's chosen rate.

@@ -6,7 +6,7 @@ the in-process methods and the Flower FedAvg ClientApps (in Ray actors) rebuild 
 
 Every silo's private data is cut once more, per class and seeded: 80 % for training and
 20 % for *validation*. The pooled validation parts choose each method's learning rate
-(docs/design/benchmarks.md: never the test set); every method trains on the same 80 % parts, and the
+(docs/notes/benchmarks.md: never the test set); every method trains on the same 80 % parts, and the
 paragon on their union. The test split is only ever scored.
 """
 
@@ -43,7 +43,7 @@ class Scenario:
     """One configuration of the benchmark, for one seed.
 
     ``base``: ``all`` = pre-trained on the public 20 % of every class; ``half`` = on the
-    public 20 % of classes 0-4 only (the harder base of docs/design/benchmarks.md); ``lite0`` = the
+    public 20 % of classes 0-4 only (the harder base of docs/notes/benchmarks.md); ``lite0`` = the
     strong pre-trained backbone (EfficientNet-Lite0, ImageNet, on ``mnist5k``:
     ``bench.accuracy_backbone``), nothing held out as public. For CIFAR the base is a
     weights file (``base_weights``) and nothing is held out as public. ``loss_classes``
@@ -116,7 +116,7 @@ class Scenario:
         )
 
     def kappa(self) -> float:
-        """κ = 15 on class splits, 5 otherwise (reference values, docs/design/method.md)."""
+        """κ = 15 on class splits, 5 otherwise (reference values, docs/notes/method.md)."""
         return 15.0 if self.uses_class_split else 5.0
 
 

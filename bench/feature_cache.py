@@ -7,7 +7,7 @@ scope (``last-stage``; for EfficientNet-Lite0 also the accuracy benchmark's head
 classifier), it trains the same component with ``TrainConfig(cache_features=
 False)`` (the frozen part below the first tangent layer runs every epoch) and ``True`` (it
 runs once per example; ``common.training.features``), side by side: interleaved
-repetitions, median (docs/design/benchmarks.md). Each repetition also checks that both give the
+repetitions, median (docs/notes/benchmarks.md). Each repetition also checks that both give the
 same Δ bit for bit (on the CPU). Bases: EfficientNet-Lite0 with its packaged ImageNet
 weights on ``mnist5k`` (28 px resized to 64 in the network; the ``pretrained`` extra) and
 the built-in ``small-cnn`` on ``digits``. Results: ``bench/results/feature_cache.{json,md}``.

@@ -1,4 +1,4 @@
-"""The machine a benchmark ran on, as a JSON-ready dict (docs/design/benchmarks.md: state the
+"""The machine a benchmark ran on, as a JSON-ready dict (docs/notes/benchmarks.md: state the
 CPU model, cores, torch threads, and the GPU model when on CUDA)."""
 
 from __future__ import annotations

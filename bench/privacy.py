@@ -10,7 +10,7 @@ composed with uniform weights (TMC) and the composition is scored on the test sp
 - ``theta0``: the pre-trained base alone (Δ = 0), for reference: the built-in base is
   pre-trained on a public 20 % of every class and is already strong on digits; the
   ``half:`` configs use the base pre-trained on classes 0-4 only, which the silos must teach
-  classes 5-9 (the harder base of docs/design/benchmarks.md);
+  classes 5-9 (the harder base of docs/notes/benchmarks.md);
 - ``float32``: the components as trained (no DP);
 - ``int8``: the same components uploaded as ``upload-dtype int8`` (one scale per tensor,
   ``common.components.encode``): training is unchanged, only the upload is quantised;

@@ -18,7 +18,7 @@ order; median after warm-up):
   tangent paths (gradient w.r.t. Δ; the generic path takes it as Jᵀg at θ0).
 
 FLOP ratios come from ``torch.utils.flop_counter.FlopCounterMode`` over the very calls that
-were timed, so a time ratio can be judged against its floor (docs/design/benchmarks.md). The
+were timed, so a time ratio can be judged against its floor (docs/notes/benchmarks.md). The
 result goes to stdout (a table, or JSON with ``--json``) and to ``bench/results/``.
 """
 

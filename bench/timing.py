@@ -2,7 +2,7 @@
 
 Timing candidates one after the other lets a burst of load on a shared machine fall on one
 of them only; interleaving spreads it over all of them, and the median of the repetitions
-discards the bursts (``docs/design/benchmarks.md``: side by side, median and spread).
+discards the bursts (``docs/notes/benchmarks.md``: side by side, median and spread).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from tmc.server.federation.stopping import StopRequest
 
 class _HideDeprecation(logging.Filter):
     # run_simulation warns that it is deprecated in favour of `flwr run`, which the project
-    # also supports; in-process is what a single-machine simulation needs (docs/design/flower.md).
+    # also supports; in-process is what a single-machine simulation needs (docs/notes/flower.md).
     def filter(self, record: logging.LogRecord) -> bool:
         return "DEPRECATED FEATURE" not in record.getMessage()
 

@@ -59,7 +59,7 @@ def test_every_design_note_the_code_cites_exists() -> None:
     cited: dict[str, list[str]] = {}
     for folder in SOURCE_FOLDERS:
         for source in (REPO / folder).rglob("*.py"):
-            for note in re.findall(r"([\w/.-]*design/[\w-]+\.md)", source.read_text()):
+            for note in re.findall(r"([\w/.-]*notes/[\w-]+\.md)", source.read_text()):
                 cited.setdefault(note, []).append(str(source.relative_to(REPO)))
     assert cited, "the code should point to its design notes"
     missing = {note: where for note, where in cited.items() if not (REPO / note).is_file()}
@@ -74,4 +74,4 @@ def test_bare_note_names_are_not_cited() -> None:
         for source in (REPO / folder).rglob("*.py")
         if bare.search(source.read_text())
     ]
-    assert not offenders, f"cite a design note by its path under docs/design/: {offenders}"
+    assert not offenders, f"cite a design note by its path under docs/notes/: {offenders}"

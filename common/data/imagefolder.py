@@ -2,7 +2,7 @@
 
 Files are listed like torchvision's ``make_dataset`` (class folders sorted, hidden entries
 skipped, image extensions only, symlinks followed) but without importing torchvision: a
-silo node starts a fresh process per message (docs/design/flower.md) and torchvision costs seconds.
+silo node starts a fresh process per message (docs/notes/flower.md) and torchvision costs seconds.
 Images are decoded on read by :func:`common.data.inputs.prepare_image`, so a dataset
 holds only paths and pickles cheaply into DataLoader workers.
 

@@ -68,7 +68,7 @@ def _torchvision_resnet(factory: str) -> Callable[..., nn.Module]:
                 f"torchvision ResNets take 3 input channels; the spec asks for {in_channels}"
             )
         # Imported here: torchvision costs seconds to import, and a silo node starts a
-        # fresh ClientApp process per message (docs/design/flower.md); small-cnn never needs it.
+        # fresh ClientApp process per message (docs/notes/flower.md); small-cnn never needs it.
         import torchvision
 
         module: nn.Module = getattr(torchvision.models, factory)(

@@ -94,7 +94,7 @@ class OutputEnsemble(nn.Module):
     """The average of several networks' outputs: what TMC replaces at the cost of one model.
 
     ``softmax`` averages probabilities (returned as log-probabilities so that argmax and
-    losses behave); ``logit`` averages raw outputs. docs/design/benchmarks.md asks for both:
+    losses behave); ``logit`` averages raw outputs. docs/notes/benchmarks.md asks for both:
     on class splits they can differ by tens of points.
     """
 

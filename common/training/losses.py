@@ -1,4 +1,4 @@
-"""Losses of local training (docs/design/method.md): the rescaled square loss,
+"""Losses of local training (docs/notes/method.md): the rescaled square loss,
 cross-entropy, and the √(‖Δ‖² + ε) penalty that pulls Δ towards θ0."""
 
 from __future__ import annotations

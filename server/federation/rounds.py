@@ -1,7 +1,7 @@
 """The federated rounds: discover silos, train components, commit, compose, evaluate.
 
 FedAvg's strategy cannot hold per-silo components (it averages identical keys), so the
-ServerApp runs its own loop on the Grid (docs/design/flower.md). Every reply is validated and
+ServerApp runs its own loop on the Grid (docs/notes/flower.md). Every reply is validated and
 committed to the registry as it arrives, so a crash later in the round loses nothing
 acknowledged; a bad or late reply is recorded with its reason and the round goes on.
 """

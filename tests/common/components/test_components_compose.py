@@ -95,7 +95,7 @@ def test_bad_weights_are_refused() -> None:
 
 
 def test_composed_model_is_the_ensemble_of_component_models(digits_base: MaterializedBase) -> None:
-    """f_lin(x; θ0 + Σαᵢ Δᵢ) = Σ αᵢ f_lin(x; θ0 + Δᵢ) when Σ αᵢ = 1 (docs/design/method.md)."""
+    """f_lin(x; θ0 + Σαᵢ Δᵢ) = Σ αᵢ f_lin(x; θ0 + Δᵢ) when Σ αᵢ = 1 (docs/notes/method.md)."""
     model = TangentModel(digits_base.network, digits_base.tangent_names)
     components = [
         Component(
