@@ -1,5 +1,6 @@
 """The server side's commands: the registry, forgetting, composing, exporting, evaluating,
-the admin API, the SuperLink's nodes and the operator's side of ``tmc silo``.
+the admin API, the inference service (``tmc serve``), the SuperLink's nodes and the
+operator's side of ``tmc silo``.
 
 The root ``tmc`` command (``tmc.cli``) joins them with the silo's group (``tmc.client.cli``)
 and the simulation commands (``tmc.simulation``); this package never imports the client.
@@ -14,6 +15,7 @@ from tmc.server.cli.data_cmds import data_app
 from tmc.server.cli.model_cmds import compose, evaluate_command, export, forget, predict
 from tmc.server.cli.nodes_cmds import nodes_app
 from tmc.server.cli.registry_cmds import registry_app
+from tmc.server.cli.serve_cmd import serve
 from tmc.server.cli.silo_cmds import readmit
 
 
@@ -24,6 +26,7 @@ def add_server_commands(app: typer.Typer) -> None:
     app.command("export")(export)
     app.command("evaluate")(evaluate_command)
     app.command("predict")(predict)
+    app.command("serve")(serve)
     app.add_typer(registry_app, name="registry")
     app.add_typer(data_app, name="data")
     app.add_typer(admin_app, name="admin")
