@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from pathlib import Path
 from typing import Annotated
@@ -50,6 +51,10 @@ def serve(
         float,
         typer.Option(min=0.0, help="seconds a request may wait for a model after a forget"),
     ] = 5.0,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="serve HTTPS: certificate chain (PEM)")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="its key (PEM)")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Serve the registry's current composed model over HTTP until SIGINT or SIGTERM.
@@ -65,6 +70,11 @@ def serve(
     from tmc.server.serving import create_app
 
     with handle_errors(as_json=as_json):
+        if (tls_cert is None) != (tls_key is None):
+            raise ConfigError("give both --tls-cert and --tls-key, or neither")
+        for path in (tls_cert, tls_key):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"{path} does not exist (or is not a file)")
         settings = ServeSettings(
             registry=registry,
             credentials=credentials,
@@ -76,7 +86,15 @@ def serve(
         app = create_app(settings)
         sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
-    url = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}"
+    scheme = "https" if tls_cert is not None else "http"
+    url = f"{scheme}://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}"
+    if not ipaddress.ip_address(bound_host).is_loopback:
+        err_console.print(
+            f"warning: listening on {bound_host}, reachable from other machines"
+            + ("" if tls_cert else " in plain text (give --tls-cert/--tls-key)"),
+            highlight=False,
+            soft_wrap=True,
+        )
     if as_json:
         emit_json({"url": url, "registry": str(registry), "credentials": str(credentials)})
     else:
@@ -86,7 +104,14 @@ def serve(
             soft_wrap=True,
         )
     # log_config=None: uvicorn logs through the root logger that `tmc -v` configures.
-    config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=10)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+    )
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 
-from tmc.server.admin.auth import Authenticator, Principal
+from tmc.server.admin.auth import Authenticator, Principal, read_credentials
 from tmc.server.admin.errors import UnauthenticatedError
 
 
@@ -20,6 +20,7 @@ class BearerAuth:
     """A FastAPI dependency: the request's principal, or an AuthError (401/503)."""
 
     def __init__(self, credentials: Path) -> None:
+        read_credentials(credentials)  # a broken file is refused here, before any logging
         self._authenticator = Authenticator(credentials)
 
     def __call__(self, request: Request) -> Principal:

@@ -27,6 +27,7 @@ from typing import TypeVar
 from tmc.common.errors import NotFoundError, TMCError
 from tmc.server.composed import ComposedModel
 from tmc.server.registry import Registry
+from tmc.server.registry.model_file import require_data
 from tmc.server.serving.errors import ModelUnavailableError
 from tmc.server.serving.metrics import ServingMetrics
 from tmc.server.serving.watch import RegistryWatch
@@ -67,6 +68,11 @@ class LiveModel:
         self.wait_s = wait_s
         self._metrics = metrics
         self._registry = Registry.open(root, actor="serve")
+        try:  # a registry that cannot say what its model takes is refused at once
+            require_data(self._registry.settings.data, root)
+        except BaseException:
+            self._registry.close()
+            raise
         self._watch = RegistryWatch(root)
         self._cond = threading.Condition()
         self._served: Served | None = None
@@ -81,7 +87,12 @@ class LiveModel:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> LiveModel:
-        self._follow_once()
+        """Load the current version, then follow. A failed first load (a damaged blob) is
+        logged and retried like any other: the service answers 503 until it loads."""
+        try:
+            self._follow_once()
+        except TMCError as exc:
+            self._failed(str(exc))
         self._thread = threading.Thread(target=self._follow, name="tmc-serve-follow", daemon=True)
         self._thread.start()
         return self
