@@ -9,7 +9,6 @@ Every answer from the model names the version and the component ids that gave it
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -22,7 +21,6 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tmc.common.errors import AuthError, DataError, NotFoundError, TMCError
 from tmc.server.admin.auth import Principal
@@ -36,7 +34,7 @@ from tmc.server.serving.errors import (
 from tmc.server.serving.holder import LiveModel, Served
 from tmc.server.serving.inputs import array_batch, check_batch, image_batch
 from tmc.server.serving.limits import BodySizeLimit
-from tmc.server.serving.metrics import ServingMetrics
+from tmc.server.serving.metrics import PredictionMetrics, ServingMetrics
 from tmc.server.serving.schemas import (
     ErrorBody,
     Health,
@@ -84,34 +82,6 @@ def _error(kind: str, message: str, status: int) -> JSONResponse:
 
 def _status_of(exc: TMCError) -> int:
     return next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
-
-
-class _PredictMetrics:
-    """Counts every ``POST /v1/predict`` answer by status and times it, whatever refused it
-    (the size limit, auth, the model): pure ASGI, outside every other layer."""
-
-    def __init__(self, app: ASGIApp, *, metrics: ServingMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PREDICT_PATH:
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def watched(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watched)
-        finally:
-            self.metrics.latency.observe(time.perf_counter() - started)
-            self.metrics.requests.labels(status=str(status)).inc()
 
 
 def _predictions(
@@ -279,7 +249,7 @@ def create_app(settings: ServeSettings, *, metrics: ServingMetrics | None = None
         return Health(status="ok" if number is not None else "starting", version=number)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(_PredictMetrics, metrics=metrics)
+    app.add_middleware(PredictionMetrics, metrics=metrics, path=PREDICT_PATH)
     return app
 
 

@@ -3,8 +3,11 @@ default), so that several apps in one process (tests, benchmarks) count separate
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Composed inference of a small model answers in milliseconds; a large batch of a big
 # model, or a wait for a reload after a forget, takes up to seconds.
@@ -65,4 +68,33 @@ class ServingMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-__all__ = ["ServingMetrics"]
+class PredictionMetrics:
+    """Counts every answer on ``path`` by status and times it, whatever refused it (the
+    size limit, auth, the model): pure ASGI middleware, outside every other layer."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ServingMetrics, path: str) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            self.metrics.latency.observe(time.perf_counter() - started)
+            self.metrics.requests.labels(status=str(status)).inc()
+
+
+__all__ = ["PredictionMetrics", "ServingMetrics"]

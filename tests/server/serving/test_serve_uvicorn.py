@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 from tests.processes import Processes, free_port, wait_until
 from tmc.server.registry import Registry
@@ -35,6 +36,7 @@ def _declared_body_answer(port: int, size: int, headers: dict[str, str]) -> byte
         return answer
 
 
+@pytest.mark.slow  # a real `tmc serve` process
 def test_tmc_serve_over_http(registry: Path, credentials: tuple[Path, str], tmp_path: Path) -> None:
     path, token = credentials
     port = free_port()
