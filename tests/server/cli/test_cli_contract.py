@@ -137,6 +137,7 @@ def test_every_command_explains_itself() -> None:
         ["silo"],
         ["data"],
         ["demo"],
+        ["serve"],
     ):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0, (command, result.output)

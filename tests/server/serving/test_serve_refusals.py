@@ -111,6 +111,24 @@ CASES: dict[str, tuple[Request, int, str]] = {
         413,
         "exceeds this server's limit",
     ),
+    "not finite": (
+        lambda s: _predict(
+            s,
+            content=b'{"inputs": [[[[NaN]]]]}',
+            headers={**s.headers, "content-type": "application/json"},
+        ),
+        422,
+        "finite",
+    ),
+    "chunked body over the limit": (
+        lambda s: _predict(
+            s,
+            content=(b"0" * (1024 * 1024) for _ in range(17)),
+            headers={**s.headers, "content-type": "application/json"},
+        ),
+        413,
+        "exceeds this server's limit",
+    ),
     "unknown version": (
         lambda s: _predict(s, params={"version": 99}, json={"inputs": BATCH}, headers=s.headers),
         404,
