@@ -108,6 +108,7 @@ def serve(
         app,
         log_config=None,
         access_log=False,
+        ws="none",  # no websocket endpoint: nor the websockets import and its warnings
         timeout_graceful_shutdown=10,
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,
