@@ -218,7 +218,7 @@ def create_app(settings: ServeSettings, *, metrics: ServingMetrics | None = None
                 batch = image_batch(
                     raw, spec, max_batch=settings.max_batch, max_pixels=settings.max_image_pixels
                 )
-            return served.composed.scores(batch)
+            return served.scores(batch)
 
         scores, served = await run_in_threadpool(live.answer, compute, version)
         metrics.items.inc(len(names))

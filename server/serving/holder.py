@@ -20,9 +20,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+
+import torch
 
 from tmc.common.errors import NotFoundError, TMCError
 from tmc.server.composed import ComposedModel
@@ -41,6 +43,16 @@ class Served:
     """One loaded version: the model and what it was composed of."""
 
     composed: ComposedModel
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+    def scores(self, batch: torch.Tensor) -> torch.Tensor:
+        """The model's logits for ``batch``, safe from several request threads at once."""
+        if self.composed.model.path == "jvp":
+            # torch.func.functional_call swaps the network's parameters while it runs, so
+            # the generic path takes one request at a time; the traced path only reads.
+            with self._lock:
+                return self.composed.scores(batch)
+        return self.composed.scores(batch)
 
     @property
     def number(self) -> int:
