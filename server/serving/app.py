@@ -194,6 +194,12 @@ def create_app(settings: ServeSettings, *, metrics: ServingMetrics | None = None
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _error("ValidationError", _validation_message(exc.errors()), 422)
 
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        # Not bad input (that is a TMCError or a validation error above): a fault of ours.
+        _log.error("serve: unexpected error on %s", request.url.path, exc_info=exc)
+        return _error("InternalError", f"the server failed: {type(exc).__name__}", 500)
+
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         return _error("HTTPError", str(exc.detail), exc.status_code)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
@@ -18,6 +19,7 @@ from tests.server.serving.serving_helpers import Served
 from tmc.cli import app as tmc_app
 from tmc.server.composed import ComposedModel
 from tmc.server.registry import Registry
+from tmc.server.serving import Served as LoadedModel
 
 
 def _composed(registry: Path, version: int | None = None) -> ComposedModel:
@@ -153,3 +155,20 @@ def test_metrics_scrape_parses_and_counts(served: Served) -> None:
 def test_health_needs_no_token_and_names_the_version(shared: Served) -> None:
     served = shared
     assert served.client.get("/healthz").json() == {"status": "ok", "version": 2}
+
+
+def test_a_fault_of_the_server_is_a_json_500_that_names_no_internals(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: object, batch: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(LoadedModel, "scores", broken)
+    client = TestClient(served.client.app, raise_server_exceptions=False)
+    batch = np.zeros((1, 1, 8, 8), dtype=np.float32).tolist()
+    response = client.post("/v1/predict", json={"inputs": batch}, headers=served.headers)
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "InternalError",
+        "message": "the server failed: RuntimeError",
+    }
