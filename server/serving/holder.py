@@ -135,7 +135,9 @@ class LiveModel:
         with self._cond:
             while True:
                 served = self._served
-                if served is not None and self.valid(served.number):
+                if served is None:
+                    break  # start() loaded whatever there was: only a round can help now
+                if self.valid(served.number):
                     return served
                 left = deadline - time.monotonic()
                 if left <= 0:

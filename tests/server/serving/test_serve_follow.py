@@ -9,12 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
-from tests.registries import add_components
-from tests.server.serving.serving_helpers import Served
+from tests.registries import add_components, digits_registry
+from tests.server.serving.serving_helpers import Served, settings_for
 from tmc.common.models import MaterializedBase
 from tmc.server.registry import Registry
-from tmc.server.serving import LiveModel, ModelUnavailableError, RegistryWatch, ServingMetrics
+from tmc.server.serving import (
+    LiveModel,
+    ModelUnavailableError,
+    RegistryWatch,
+    ServingMetrics,
+    create_app,
+)
 from tmc.server.serving.holder import Served as Loaded
 
 BATCH = np.zeros((1, 1, 8, 8), dtype=np.float32).tolist()
@@ -141,3 +148,29 @@ def test_the_watch_sees_commits_of_other_connections_only_once(
         assert not watch.changed()
     finally:
         watch.close()
+
+
+def test_a_registry_without_a_version_answers_503_until_a_round_commits(
+    tmp_path: Path, credentials: tuple[Path, str], digits_base: MaterializedBase
+) -> None:
+    root = digits_registry(tmp_path / "empty", digits_base, rounds=0)
+    path, token = credentials
+    headers = {"authorization": f"Bearer {token}"}
+    app = create_app(settings_for(root, path))
+    with TestClient(app) as client:
+        waiting = client.post("/v1/predict", json={"inputs": BATCH}, headers=headers)
+        assert waiting.status_code == 503
+        assert "no version to serve yet" in waiting.json()["message"]
+        assert waiting.headers["retry-after"] == "1"
+        assert client.get("/healthz").json() == {"status": "starting", "version": None}
+        with Registry.open(root, actor="test") as registry:
+            add_components(registry, digits_base, [("silo-0", (0, 1))], round=1)
+            registry.commit_version(round=1)
+        deadline = time.monotonic() + 30
+        while client.get("/healthz").json()["status"] != "ok":
+            assert time.monotonic() < deadline, "the first version was never loaded"
+            time.sleep(0.05)
+        assert (
+            client.post("/v1/predict", json={"inputs": BATCH}, headers=headers).json()["version"]
+            == 1
+        )
