@@ -283,7 +283,6 @@ DB_PORT=$(free_port)
 C=$WORK/credentials
 python "$REPO/deploy/credentials.py" --out "$C" --silos silo-0,silo-1,silo-2 \
     --hosts localhost,127.0.0.1,superlink,admin --superlink "127.0.0.1:$SL_PORT" >/dev/null
-(umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >"$C/serve.token")
 tmc data export --out "$WORK/data" --silos 3 >/dev/null
 # The containers run as the keys' owner; as root, that is a uid of the test's own
 # (containers never run as root), which then owns the keys and the data.
@@ -374,7 +373,8 @@ compose up -d --no-build serve >"$WORK/up-serve.log" 2>&1 \
 wait_for 120 "tmc serve healthy (GET /healthz)" podman healthcheck run "$(container serve)" \
     || { logs_of serve; fail "tmc serve did not become healthy"; }
 served() {  # served: "VERSION IDS" of the model tmc serve answers from
-    curl -fsS -H "Authorization: Bearer $(cat "$C/serve.token")" "http://127.0.0.1:$SV_PORT/v1/model" \
+    curl -fsS --cacert "$C/ca/ca.crt" -H "Authorization: Bearer $(cat "$C/operator.token")" \
+        "https://localhost:$SV_PORT/v1/model" \
         | python3 -c 'import json,sys; m=json.load(sys.stdin); print(m["version"], ",".join(m["component_ids"]))'
 }
 read -r version_before ids_before <<<"$(served)"

@@ -13,7 +13,13 @@ from typing import Annotated, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from jinja2 import Environment
 from starlette.concurrency import run_in_threadpool
 
@@ -104,6 +110,11 @@ def create_app(registry: Registry, sessions: Sessions, *, secure_cookie: bool = 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
         return RedirectResponse("/silos", status_code=303)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> PlainTextResponse:
+        # for container health checks: no token, and nothing about the registry
+        return PlainTextResponse("ok")
 
     @app.get("/static/dashboard.css", include_in_schema=False)
     def stylesheet() -> FileResponse:

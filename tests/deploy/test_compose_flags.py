@@ -361,24 +361,28 @@ def test_admin_serve_and_dashboard_have_health_checks_that_ask_the_process() -> 
         assert spec["healthcheck"]["test"] == [
             "CMD",
             "tmc-healthcheck",
+            "--tls-ca",
+            "/credentials/ca.crt",
             "--http",
-            f"http://127.0.0.1:{port}/healthz",
+            f"https://127.0.0.1:{port}/healthz",
         ], name
+        # beyond the container's loopback, both answer over TLS only
+        assert _flags(name)["--tls-cert"] == "/credentials/server.pem", name
+        assert _flags(name)["--tls-key"] == "/credentials/server.key", name
         assert spec["healthcheck"].get("start_period"), name
         assert [p.rsplit(":", 1)[1] for p in spec["ports"]] == [port], name
         assert _flags(name)["--registry"] == "/var/lib/tmc/registry", name
         assert _flags(name)["--host"] == "0.0.0.0", name
 
 
-def test_serve_reads_the_registry_and_holds_only_its_token() -> None:
-    volumes = services()["serve"]["volumes"]
-    assert "registry:/var/lib/tmc:ro" in volumes
-    secrets = [v for v in volumes if v.startswith("$")]
-    assert len(secrets) == 1, secrets
-    assert secrets[0].endswith(":/credentials/serve.token:ro"), secrets
-    assert _flags("serve")["--token-file"] == "/credentials/serve.token"
-    dashboard = [v for v in services()["dashboard"]["volumes"] if v.startswith("$")]
-    assert all(v.endswith(":ro") and "server.key" not in v for v in dashboard), dashboard
+def test_serve_and_dashboard_read_the_admin_credentials_read_only() -> None:
+    for name, option in (("serve", "--credentials"), ("dashboard", "--token-file")):
+        volumes = services()[name]["volumes"]
+        secrets = [v for v in volumes if v.startswith("$")]
+        assert secrets == ["${TMC_CREDENTIALS:-./deploy/credentials}/admin:/credentials:ro"], name
+        assert _flags(name)[option] == "/credentials/credentials.json", name
+        # SQLite's WAL needs its -shm file beside the database, even to read
+        assert "registry:/var/lib/tmc" in volumes, name
 
 
 def test_every_service_passes_the_log_settings_on() -> None:
