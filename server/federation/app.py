@@ -20,7 +20,7 @@ from tmc.common.models import BaseModelSpec, MaterializedBase, from_theta0, mate
 from tmc.server.federation.history import RoundSummary
 from tmc.server.federation.logs import stream_project_logs
 from tmc.server.federation.rounds import Federation
-from tmc.server.registry import BaseRecord, PrivacyFloor, Registry
+from tmc.server.registry import BaseRecord, PrivacyFloor, Registry, run_lock
 from tmc.server.registry.sqlite import DB_FILENAME
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,25 @@ def run_federation(
     *,
     run_id: int,
     on_round: Callable[[RoundSummary], None] | None = None,
+    lock_held: bool = False,
 ) -> list[RoundSummary]:
-    """Everything the ServerApp does, given a Grid and a validated config."""
+    """Everything the ServerApp does, given a Grid and a validated config, holding the
+    registry's run lock throughout (a second run on the same registry is refused);
+    ``lock_held`` when the caller holds it already (``tmc simulate``, which refuses
+    before it starts the simulation engine)."""
+    if lock_held:
+        return _run_locked(grid, config, run_id=run_id, on_round=on_round)
+    with run_lock(config.registry_path):
+        return _run_locked(grid, config, run_id=run_id, on_round=on_round)
+
+
+def _run_locked(
+    grid: Grid,
+    config: FederationConfig,
+    *,
+    run_id: int,
+    on_round: Callable[[RoundSummary], None] | None,
+) -> list[RoundSummary]:
     data = config.data_spec()
     base = _base(config, data)
     log.info(
@@ -95,8 +112,10 @@ def make_server_app(
     config: FederationConfig | None = None,
     *,
     on_round: Callable[[RoundSummary], None] | None = None,
+    lock_held: bool = False,
 ) -> ServerApp:
-    """A ServerApp; with ``config`` it ignores Flower's run config (in-process runs)."""
+    """A ServerApp; with ``config`` it ignores Flower's run config (in-process runs);
+    ``lock_held`` when the caller holds the registry's run lock for it."""
     app = ServerApp()
 
     @app.main()
@@ -104,7 +123,9 @@ def make_server_app(
         if config is None:  # run by Flower (flwr-serverapp): show progress in `flwr run --stream`
             stream_project_logs()
         effective = config or FederationConfig.from_run_config(context.run_config)
-        run_federation(grid, effective, run_id=context.run_id, on_round=on_round)
+        run_federation(
+            grid, effective, run_id=context.run_id, on_round=on_round, lock_held=lock_held
+        )
 
     return app
 

@@ -22,10 +22,12 @@ from tmc.server.registry.entities import (
     VerifyReport,
 )
 from tmc.server.registry.errors import (
+    DuplicateContributionError,
     ForgottenComponentError,
     ForgottenSiloError,
     MissingBlobError,
     PrivacyFloorError,
+    RegistryBusyError,
     RegistryClosedError,
     RegistryExistsError,
     RegistryIncompleteError,
@@ -44,11 +46,13 @@ from tmc.server.registry.memory import MemoryMetadataStore
 from tmc.server.registry.model_file import model_bytes, model_metadata
 from tmc.server.registry.privacy import RELATIVE_TOLERANCE, PrivacyFloor, privacy_refusal
 from tmc.server.registry.registry import Registry
+from tmc.server.registry.run_lock import LOCK_FILENAME, RunHolder, run_lock
 from tmc.server.registry.sqlite import SQLiteMetadataStore
 from tmc.server.registry.store import MetadataStore
 
 __all__ = [
     "COMPOSITION_KEY",
+    "LOCK_FILENAME",
     "RELATIVE_TOLERANCE",
     "AuditAction",
     "AuditEvent",
@@ -57,6 +61,7 @@ __all__ = [
     "BlobStore",
     "ComponentRecord",
     "ComponentStatus",
+    "DuplicateContributionError",
     "ForgetResult",
     "ForgottenComponentError",
     "ForgottenSiloError",
@@ -68,6 +73,7 @@ __all__ = [
     "PrivacyFloor",
     "PrivacyFloorError",
     "Registry",
+    "RegistryBusyError",
     "RegistryClosedError",
     "RegistryExistsError",
     "RegistryIncompleteError",
@@ -75,6 +81,7 @@ __all__ = [
     "RegistryMismatchError",
     "RegistrySettings",
     "RegistryStatus",
+    "RunHolder",
     "SQLiteMetadataStore",
     "SchemaVersionError",
     "SiloSummary",
@@ -88,4 +95,5 @@ __all__ = [
     "model_metadata",
     "privacy_refusal",
     "read_composition",
+    "run_lock",
 ]
