@@ -236,9 +236,18 @@ class Federation:
             node = msg.metadata.dst_node_id
             if msg.metadata.message_type == REFUSED:
                 return  # the node has logged why; nothing to record
+            admitted = self.directory.hellos.get(node)
             self.directory.forget_node(node)  # re-bound from the fresh answer
             hello = self._read_hello(node, reply, number, ledger)
-            if hello is not None and not hello.has_base:
+            if hello is None:
+                return
+            if admitted is None or _facts(hello) != _facts(admitted):
+                # Only what was admitted may train: the answer may not restate the data.
+                self.directory.forget_node(node)
+                self._refuse(
+                    hello.silo, number, "the answer to θ0 states other facts than its hello", ledger
+                )
+            elif not hello.has_base:
                 self.directory.forget_node(node)
                 self._refuse(hello.silo, number, "θ0 was sent but the node still lacks it", ledger)
 
@@ -449,6 +458,11 @@ class Federation:
             return
         silo = self.directory.silo_of(node) or f"node:{node}"
         self._refuse(silo, number, f"{original.metadata.message_type}: {reason}", ledger)
+
+
+def _facts(hello: Hello) -> Hello:
+    """A hello without what θ0's delivery changes."""
+    return hello.model_copy(update={"has_base": True})
 
 
 def _content(reply: Message) -> RecordDict:

@@ -18,7 +18,7 @@ from flwr.app import Message
 
 from tests.server.federation.fake_grid import FakeGrid
 from tests.server.federation.test_rounds import _run
-from tmc.common.federation import EVALUATE, HELLO, REPLY, TRAIN
+from tmc.common.federation import EVALUATE, HELLO, REPLY, THETA0, TRAIN
 from tmc.common.federation.config import FederationConfig
 from tmc.common.models import MaterializedBase
 from tmc.server.federation import read_history
@@ -126,6 +126,9 @@ HELLO_CASES: dict[str, Case] = {
     "problem too long": Case(HELLO, _set("problems", ["p" * 5000]), "problems"),
     "silo of another node": Case(HELLO, _set("silo", "silo-0"), "already served by node"),
     "has_base a string": Case(HELLO, _set("has_base", "perhaps"), "has_base"),
+    "θ0 answer restating the data": Case(
+        THETA0, _element("increment_sizes", 10**9), "states other facts than its hello"
+    ),
 }
 
 
