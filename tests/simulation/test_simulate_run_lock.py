@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ from tmc.server.registry import RegistryBusyError
 from tmc.simulation.harness import simulate
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="the simulation engine is not installed"
+)
 def test_simulate_is_refused_before_the_simulation_engine_starts(tmp_path: Path) -> None:
     root = tmp_path / "registry"
     config = FederationConfig.from_run_config({"registry": str(root), "num-silos": 1})
