@@ -22,6 +22,7 @@ from tmc.common.federation.config import FederationConfig
 from tmc.server.federation.app import make_server_app
 from tmc.server.federation.history import RoundSummary
 from tmc.server.federation.stopping import StopRequest
+from tmc.server.registry import run_lock
 
 
 class _HideDeprecation(logging.Filter):
@@ -72,15 +73,16 @@ def simulate(
     for handler in flwr_logger.handlers:
         handler.addFilter(hide)
     try:
-        run_simulation(
-            server_app=make_server_app(config, on_round=collect, stop=stop),
-            client_app=client_app or make_client_app(config.to_run_config()),
-            num_supernodes=nodes,
-            backend_config={
-                "client_resources": {"num_cpus": cpus_per_client, "num_gpus": gpus_per_client},
-                "init_args": {"logging_level": "ERROR", "log_to_driver": True},
-            },
-        )
+        with run_lock(config.registry_path):  # one run per registry
+            run_simulation(
+                server_app=make_server_app(config, on_round=collect, stop=stop, lock_held=True),
+                client_app=client_app or make_client_app(config.to_run_config()),
+                num_supernodes=nodes,
+                backend_config={
+                    "client_resources": {"num_cpus": cpus_per_client, "num_gpus": gpus_per_client},
+                    "init_args": {"logging_level": "ERROR", "log_to_driver": True},
+                },
+            )
     finally:
         flwr_logger.removeFilter(hide)
         for handler in flwr_logger.handlers:

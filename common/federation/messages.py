@@ -34,6 +34,10 @@ EVALUATE = "evaluate"
 
 SiloSourceKind = Literal["export", "image-folder", "simulation"]
 
+MAX_EXAMPLES = 10**9
+"""The most examples one silo may state for anything (a bound on every count in a reply,
+so that no sum over silos can overflow or be swamped by one silo's claim)."""
+
 JSON_KEY = "json"
 """Key of the JSON payload inside a message's ConfigRecord."""
 
@@ -62,21 +66,27 @@ class Hello(StrictModel):
     has_base: bool
     source: SiloSourceKind
     num_increments: int = Field(ge=0, le=1_000_000)
-    increment_sizes: tuple[int, ...] = Field(max_length=1_000_000)
+    increment_sizes: tuple[Annotated[int, Field(ge=0, le=MAX_EXAMPLES)], ...] = Field(
+        max_length=1_000_000
+    )
     increment_fingerprints: tuple[Annotated[str, Field(pattern=SHA256_PATTERN)], ...] = Field(
         max_length=1_000_000
     )
-    classes: tuple[int, ...] = Field(max_length=100_000)
+    classes: tuple[Annotated[int, Field(ge=0, le=100_000)], ...] = Field(max_length=100_000)
     class_names: tuple[Annotated[str, Field(max_length=128)], ...] = Field(max_length=100_000)
-    class_counts: tuple[Annotated[int, Field(ge=0)], ...] = Field(max_length=100_000)
+    class_counts: tuple[Annotated[int, Field(ge=0, le=MAX_EXAMPLES)], ...] = Field(
+        max_length=100_000
+    )
     channels: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field(
         max_length=8, description="distinct, of the images"
     )
-    image_size: int | None = Field(None, ge=1, description="set when stored preprocessed")
+    image_size: int | None = Field(
+        None, ge=1, le=65_536, description="set when stored preprocessed"
+    )
     partition: PartitionRecord | None = None
-    num_test_examples: int = Field(0, ge=0)
+    num_test_examples: int = Field(0, ge=0, le=MAX_EXAMPLES)
     device: str = Field(max_length=64)
-    problems: tuple[str, ...] = Field((), max_length=64)
+    problems: tuple[Annotated[str, Field(max_length=4000)], ...] = Field((), max_length=64)
 
 
 class Refusal(StrictModel):
@@ -113,6 +123,10 @@ class EvaluateInstruction(StrictModel):
 
 
 class EvaluateResult(StrictModel):
+    """A silo's score of the composed model on its local test data. The server also checks
+    ``silo`` against the node that answered and ``num_examples`` against the test examples
+    the silo declared at hello, since they weigh the federated accuracy."""
+
     silo: str = Field(pattern=SILO_PATTERN)
-    accuracy: float = Field(ge=0.0, le=1.0)
-    num_examples: int = Field(ge=0)
+    accuracy: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
+    num_examples: int = Field(ge=0, le=MAX_EXAMPLES)

@@ -97,6 +97,14 @@ def noise_for_epsilon(
     return float(sigma)
 
 
+def dp_schedule(*, num_examples: int, batch_size: int, epochs: int) -> tuple[float, int, int]:
+    """DP-SGD's sampling rate q = batch-size / N, its number of steps, and the steps of one
+    epoch (N / batch-size rounded, at least one): what a silo of ``num_examples`` trained
+    with these settings states, so the server can recompute it."""
+    per_epoch = max(1, round(num_examples / batch_size))
+    return batch_size / num_examples, epochs * per_epoch, per_epoch
+
+
 @dataclass(frozen=True)
 class PrivacyPlan:
     """DP-SGD's parameters for one shard and the (ε, δ) they give."""
@@ -141,9 +149,7 @@ def plan_privacy(
             "an example outright, so this silo will not train; choose dp-delta < 1/N "
             "(1e-5 is usual)"
         )
-    rate = batch_size / n
-    per_epoch = max(1, round(n / batch_size))
-    steps = epochs * per_epoch
+    rate, steps, per_epoch = dp_schedule(num_examples=n, batch_size=batch_size, epochs=epochs)
     context = f"silo of {n} examples, batch-size {batch_size}, {epochs} epochs"
     if privacy.noise_multiplier:
         sigma = privacy.noise_multiplier
@@ -179,6 +185,7 @@ __all__ = [
     "MIN_NOISE_MULTIPLIER",
     "PrivacyPlan",
     "accountant_version",
+    "dp_schedule",
     "epsilon",
     "noise_for_epsilon",
     "plan_privacy",

@@ -62,11 +62,12 @@ class PrivacyConfig(StrictModel):
 class TrainConfig(StrictModel):
     """How one component is trained: AdamW without decoupled weight decay, ×``gamma`` at
     the ``milestones``, rescaled square loss with κ, penalty ·√(‖Δ‖² + ε) (the method's
-    recipe, docs/notes/method.md). The run config's training keys (epochs, lr, batch-size,
-    loss, kappa, penalty, client-device) take their declaration (default, bounds, help) from these fields, so a
-    component trained here and one trained in a federation start from the same defaults:
-    30 epochs at lr 1e-3, which trains a ``small-cnn`` on a ``digits`` silo in seconds (the
-    method's reference recipe for ImageNet backbones, 50 epochs at lr 1e-4, is set explicitly)."""
+    recipe, docs/notes/method.md). The run config's training keys (epochs, lr,
+    batch-size, loss, kappa, penalty, client-device) take their declaration (default,
+    bounds, help) from these fields, so a component trained here and one trained in a
+    federation start from the same defaults: 30 epochs at lr 1e-3, which trains a
+    ``small-cnn`` on a ``digits`` silo in seconds (the method's reference recipe for
+    ImageNet backbones, 50 epochs at lr 1e-4, is set explicitly)."""
 
     epochs: int = Field(30, ge=1, le=10_000, description="local epochs per component")
     batch_size: int = Field(32, ge=1, le=65_536, description="examples per training step")

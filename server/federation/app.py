@@ -22,7 +22,7 @@ from tmc.server.federation.history import RoundSummary
 from tmc.server.federation.logs import stream_project_logs
 from tmc.server.federation.rounds import Federation
 from tmc.server.federation.stopping import StopRequest
-from tmc.server.registry import BaseRecord, PrivacyFloor, Registry
+from tmc.server.registry import BaseRecord, PrivacyFloor, Registry, run_lock
 from tmc.server.registry.sqlite import DB_FILENAME
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,28 @@ def run_federation(
     run_id: int,
     on_round: Callable[[RoundSummary], None] | None = None,
     stop: StopRequest | None = None,
+    lock_held: bool = False,
 ) -> list[RoundSummary]:
-    """Everything the ServerApp does, given a Grid and a validated config. A continual run
-    (``rounds = 0``) goes on until ``stop`` is requested, or SIGINT/SIGTERM arrive when
-    this runs in the main thread (``flwr-serverapp``)."""
+    """Everything the ServerApp does, given a Grid and a validated config, holding the
+    registry's run lock throughout (a second run on the same registry is refused);
+    ``lock_held`` when the caller holds it already (``tmc simulate``, which refuses
+    before it starts the simulation engine). A continual run (``rounds = 0``) goes on
+    until ``stop`` is requested, or SIGINT/SIGTERM arrive when this runs in the main
+    thread (``flwr-serverapp``)."""
+    if lock_held:
+        return _run_locked(grid, config, run_id=run_id, on_round=on_round, stop=stop)
+    with run_lock(config.registry_path):
+        return _run_locked(grid, config, run_id=run_id, on_round=on_round, stop=stop)
+
+
+def _run_locked(
+    grid: Grid,
+    config: FederationConfig,
+    *,
+    run_id: int,
+    on_round: Callable[[RoundSummary], None] | None,
+    stop: StopRequest | None,
+) -> list[RoundSummary]:
     data = config.data_spec()
     base = _base(config, data)
     log.info(
@@ -105,9 +123,11 @@ def make_server_app(
     *,
     on_round: Callable[[RoundSummary], None] | None = None,
     stop: StopRequest | None = None,
+    lock_held: bool = False,
 ) -> ServerApp:
     """A ServerApp; with ``config`` it ignores Flower's run config (in-process runs);
-    ``stop`` ends a continual run from outside (``tmc simulate``)."""
+    ``stop`` ends a continual run from outside (``tmc simulate``); ``lock_held`` when the
+    caller holds the registry's run lock for it."""
     app = ServerApp()
 
     @app.main()
@@ -115,7 +135,14 @@ def make_server_app(
         if config is None:  # run by Flower (flwr-serverapp): show progress in `flwr run --stream`
             stream_project_logs()
         effective = config or FederationConfig.from_run_config(context.run_config)
-        run_federation(grid, effective, run_id=context.run_id, on_round=on_round, stop=stop)
+        run_federation(
+            grid,
+            effective,
+            run_id=context.run_id,
+            on_round=on_round,
+            stop=stop,
+            lock_held=lock_held,
+        )
 
     return app
 

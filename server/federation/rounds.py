@@ -4,11 +4,18 @@ FedAvg's strategy cannot hold per-silo components (it averages identical keys), 
 ServerApp runs its own loop on the Grid (docs/notes/flower.md). Every reply is validated and
 committed to the registry as it arrives, so a crash later in the round loses nothing
 acknowledged; a bad or late reply is recorded with its reason and the round goes on.
+
+Nothing a silo sends is trusted beyond its bounds: every reply is a pydantic model with
+bounds on each field, its silo name must be the one bound to the node that answered, its
+counts may not exceed what the silo declared at hello (``replies``), and the whole
+handling of one reply runs inside one guard (:meth:`Federation._exchange`), so that no
+reply, however malformed, stops the round for the other silos.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -47,8 +54,9 @@ from tmc.common.training import evaluate
 from tmc.server.federation.admission import refusal
 from tmc.server.federation.history import Rejection, RoundSummary, append_round, read_history
 from tmc.server.federation.identity import SiloDirectory
+from tmc.server.federation.replies import check_component, check_evaluation
 from tmc.server.federation.stopping import StopRequest
-from tmc.server.registry import PrivacyFloor, Registry, privacy_refusal
+from tmc.server.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +180,7 @@ class Federation:
             )
         scored = version if not self.stop.requested() else None  # stopping: commit, leave
         accuracy, per_class = self._evaluate_on_server(scored is not None)
-        federated = self._evaluate_federated(number, scored.number if scored else None)
+        federated = self._evaluate_federated(number, scored.number if scored else None, ledger)
         summary = RoundSummary(
             run_id=self.run_id,
             round=number,
@@ -260,7 +268,11 @@ class Federation:
                     needs_theta0.append(node)
 
         for node in self._exchange(
-            self._messages(new, HELLO, self.hello), on_hello, self.config.hello_timeout
+            self._messages(new, HELLO, self.hello),
+            on_hello,
+            self.config.hello_timeout,
+            number=number,
+            ledger=ledger,
         ):
             if self.stop.requested():
                 break
@@ -276,16 +288,27 @@ class Federation:
             node = msg.metadata.dst_node_id
             if msg.metadata.message_type == REFUSED:
                 return  # the node has logged why; nothing to record
+            admitted = self.directory.hellos.get(node)
             self.directory.forget_node(node)  # re-bound from the fresh answer
             hello = self._read_hello(node, reply, number, ledger)
-            if hello is not None and not hello.has_base:
+            if hello is None:
+                return
+            if admitted is None or _facts(hello) != _facts(admitted):
+                # Only what was admitted may train: the answer may not restate the data.
+                self.directory.forget_node(node)
+                self._refuse(
+                    hello.silo, number, "the answer to θ0 states other facts than its hello", ledger
+                )
+            elif not hello.has_base:
                 self.directory.forget_node(node)
                 self._refuse(hello.silo, number, "θ0 was sent but the node still lacks it", ledger)
 
         messages = refusals + self._messages(
             needs_theta0, THETA0, self.hello, arrays={THETA0_ARRAYS: arrays}
         )
-        for node in self._exchange(messages, on_answer, self.config.hello_timeout):
+        for node in self._exchange(
+            messages, on_answer, self.config.hello_timeout, number=number, ledger=ledger
+        ):
             if node in self.refused:
                 log.info("node %s did not acknowledge its refusal", node)
                 continue
@@ -297,11 +320,7 @@ class Federation:
         self, node: int, reply: Message, number: int, ledger: _RoundLedger
     ) -> Hello | None:
         try:
-            if reply.has_error():
-                raise FederationError(
-                    f"ClientApp failed (code {reply.error.code}): {reply.error.reason}"
-                )
-            hello = unpack(reply.content, REPLY, Hello)
+            hello = unpack(_content(reply), REPLY, Hello)
             self.directory.bind(node, hello)
         except TMCError as exc:
             self.directory.forget_node(node)  # a binding from an earlier hello lapses
@@ -342,37 +361,21 @@ class Federation:
         def on_component(msg: Message, reply: Message) -> None:
             node = msg.metadata.dst_node_id
             silo = self.directory.silo_of(node) or f"node:{node}"
-            try:
-                if reply.has_error():
-                    raise FederationError(
-                        f"ClientApp failed (code {reply.error.code}): {reply.error.reason}"
-                    )
-                component = component_from_content(reply.content, shapes=self.shapes)
-                meta = component.meta
-                if (meta.round, meta.increment) != (number, plan[node]):
-                    raise ProtocolError(
-                        f"component is for round {meta.round} increment {meta.increment}, "
-                        f"the server asked round {number} increment {plan[node]}"
-                    )
-                if problem := privacy_refusal(
-                    PrivacyFloor.of(self.config.privacy_config()), meta.privacy
-                ):
-                    raise ProtocolError(problem)
-                record = self.registry.add(
-                    component, actor=f"silo:{silo}", expected_silo=silo, round=number
-                )
-            except TMCError as exc:
-                self._refuse(silo, number, str(exc), ledger)
-                return
-            except Exception as exc:  # a hostile reply must never stop the round
-                log.exception("unexpected failure reading the reply of silo %s", silo)
-                self._refuse(
-                    silo, number, f"unreadable reply ({type(exc).__name__}: {exc})", ledger
-                )
-                return
+            component = component_from_content(_content(reply), shapes=self.shapes)
+            check_component(
+                self.directory.hellos[node],
+                component,
+                node=node,
+                round=number,
+                increment=plan[node],
+                config=self.config,
+            )
+            record = self.registry.add(
+                component, actor=f"silo:{silo}", expected_silo=silo, round=number
+            )
             ledger.accepted.append(record.id)
             ledger.accepted_silos.append(silo)
-            ledger.training_seconds.append(float(component.meta.metrics.get("seconds", 0.0)))
+            ledger.training_seconds.append(max(0.0, component.meta.metrics.get("seconds", 0.0)))
             ledger.upload_bytes.append(content_bytes(reply.content))
             log.info(
                 "accepted component %s… of silo %s (%s, %d bytes in its reply)",
@@ -382,7 +385,9 @@ class Federation:
                 ledger.upload_bytes[-1],
             )
 
-        for node in self._exchange(messages, on_component, self.config.round_timeout):
+        for node in self._exchange(
+            messages, on_component, self.config.round_timeout, number=number, ledger=ledger
+        ):
             silo = self.directory.silo_of(node) or f"node:{node}"
             if self.stop.requested():
                 log.warning("stopping: the reply of silo %s is not waited for", silo)
@@ -404,7 +409,9 @@ class Federation:
         scores = evaluate(self.model, self.test_set)
         return scores.accuracy, scores.per_class
 
-    def _evaluate_federated(self, number: int, version: int | None) -> float | None:
+    def _evaluate_federated(
+        self, number: int, version: int | None, ledger: _RoundLedger
+    ) -> float | None:
         nodes = self.directory.bound_nodes()
         if not (self.config.evaluate_federated and version is not None and nodes):
             return None
@@ -419,22 +426,25 @@ class Federation:
         results: list[EvaluateResult] = []
 
         def on_result(msg: Message, reply: Message) -> None:
-            if reply.has_error():
-                log.warning(
-                    "evaluation failed on node %s: %s", msg.metadata.dst_node_id, reply.error.reason
-                )
-                return
-            try:
-                results.append(unpack(reply.content, REPLY, EvaluateResult))
-            except TMCError as exc:
-                log.warning("unreadable evaluation from node %s: %s", msg.metadata.dst_node_id, exc)
+            node = msg.metadata.dst_node_id
+            result = unpack(_content(reply), REPLY, EvaluateResult)
+            hello = self.directory.hellos.get(node)
+            if hello is None:
+                raise ProtocolError(f"node {node} answered an evaluation but speaks for no silo")
+            check_evaluation(hello, result, node=node)
+            results.append(result)
 
         messages = self._messages(nodes, EVALUATE, instruction, arrays={DELTA: arrays})
-        self._exchange(messages, on_result, self.config.round_timeout)
+        for node in self._exchange(
+            messages, on_result, self.config.round_timeout, number=number, ledger=ledger
+        ):
+            log.warning("evaluation: no answer from node %s within round-timeout", node)
+        # Counts are bounded by what each silo declared (≤ MAX_EXAMPLES), so this is exact
+        # enough and cannot overflow.
         total = sum(r.num_examples for r in results)
         if total == 0:
             return None
-        return sum(r.accuracy * r.num_examples for r in results) / total
+        return math.fsum(r.accuracy * r.num_examples for r in results) / total
 
     # -- messaging -----------------------------------------------------------------------------
 
@@ -458,10 +468,17 @@ class Federation:
         return [self._message(node, message_type, instruction, **(arrays or {})) for node in nodes]
 
     def _exchange(
-        self, messages: list[Message], on_reply: ReplyHandler, timeout: float
+        self,
+        messages: list[Message],
+        on_reply: ReplyHandler,
+        timeout: float,
+        *,
+        number: int,
+        ledger: _RoundLedger,
     ) -> list[int]:
         """Push ``messages``, hand each reply to ``on_reply`` as it arrives; return the nodes
-        that did not answer within ``timeout`` (a message may get no reply at all)."""
+        that did not answer within ``timeout`` (a message may get no reply at all). Whatever
+        handling one reply raises refuses that reply, with the reason, and nothing else."""
         if not messages:
             return []
         sent = set(self.grid.push_messages(messages))
@@ -472,7 +489,40 @@ class Federation:
             for reply in self.grid.pull_messages(list(pending)):
                 original = pending.pop(reply.metadata.reply_to_message_id, None)
                 if original is not None:
-                    on_reply(original, reply)
+                    self._guarded(original, reply, on_reply, number, ledger)
             if pending:
                 time.sleep(self.poll_interval)
         return lost + [m.metadata.dst_node_id for m in pending.values()]
+
+    def _guarded(
+        self,
+        original: Message,
+        reply: Message,
+        on_reply: ReplyHandler,
+        number: int,
+        ledger: _RoundLedger,
+    ) -> None:
+        node = original.metadata.dst_node_id
+        try:
+            on_reply(original, reply)
+        except TMCError as exc:
+            reason = str(exc)
+        except Exception as exc:  # a hostile reply must never stop the round
+            log.exception("unexpected failure handling the reply of node %s", node)
+            reason = f"unreadable reply ({type(exc).__name__}: {str(exc)[:500]})"
+        else:
+            return
+        silo = self.directory.silo_of(node) or f"node:{node}"
+        self._refuse(silo, number, f"{original.metadata.message_type}: {reason}", ledger)
+
+
+def _facts(hello: Hello) -> Hello:
+    """A hello without what θ0's delivery changes."""
+    return hello.model_copy(update={"has_base": True})
+
+
+def _content(reply: Message) -> RecordDict:
+    """The reply's content, or a FederationError when the ClientApp answered an error."""
+    if reply.has_error():
+        raise FederationError(f"ClientApp failed (code {reply.error.code}): {reply.error.reason}")
+    return reply.content

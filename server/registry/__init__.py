@@ -22,11 +22,13 @@ from tmc.server.registry.entities import (
     VerifyReport,
 )
 from tmc.server.registry.errors import (
+    DuplicateContributionError,
     ForgetChangedError,
     ForgottenComponentError,
     ForgottenSiloError,
     MissingBlobError,
     PrivacyFloorError,
+    RegistryBusyError,
     RegistryClosedError,
     RegistryExistsError,
     RegistryIncompleteError,
@@ -45,11 +47,13 @@ from tmc.server.registry.memory import MemoryMetadataStore
 from tmc.server.registry.model_file import model_bytes, model_metadata
 from tmc.server.registry.privacy import RELATIVE_TOLERANCE, PrivacyFloor, privacy_refusal
 from tmc.server.registry.registry import Registry
+from tmc.server.registry.run_lock import LOCK_FILENAME, RunHolder, run_lock
 from tmc.server.registry.sqlite import SQLiteMetadataStore
 from tmc.server.registry.store import MetadataStore
 
 __all__ = [
     "COMPOSITION_KEY",
+    "LOCK_FILENAME",
     "RELATIVE_TOLERANCE",
     "AuditAction",
     "AuditEvent",
@@ -58,6 +62,7 @@ __all__ = [
     "BlobStore",
     "ComponentRecord",
     "ComponentStatus",
+    "DuplicateContributionError",
     "ForgetChangedError",
     "ForgetResult",
     "ForgottenComponentError",
@@ -70,6 +75,7 @@ __all__ = [
     "PrivacyFloor",
     "PrivacyFloorError",
     "Registry",
+    "RegistryBusyError",
     "RegistryClosedError",
     "RegistryExistsError",
     "RegistryIncompleteError",
@@ -77,6 +83,7 @@ __all__ = [
     "RegistryMismatchError",
     "RegistrySettings",
     "RegistryStatus",
+    "RunHolder",
     "SQLiteMetadataStore",
     "SchemaVersionError",
     "SiloSummary",
@@ -90,4 +97,5 @@ __all__ = [
     "model_metadata",
     "privacy_refusal",
     "read_composition",
+    "run_lock",
 ]

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +42,9 @@ SUM_KEY = "tmc.sum"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
+MAX_THETA0_BYTES = 2**31
+"""The most bytes a θ0 file may have (the zoo's largest base is a small fraction of it): a
+file swapped for an endless one is refused rather than read into memory."""
 _SUBDIRS = ("blobs", "sums", "versions", "base")
 THETA0_KEY = "tmc.theta0_sha256"
 
@@ -54,6 +58,34 @@ def ensure_private_dir(path: Path) -> None:
     path.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
     if path.stat().st_mode & 0o777 != _DIR_MODE:
         path.chmod(_DIR_MODE)
+
+
+def read_regular(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes, not followed
+    through a link; a special file (a FIFO, a device) would block or never end, and a link
+    may lead anywhere: each is an :class:`IntegrityError` naming ``what``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError as exc:
+        raise MissingBlobError(f"{what} is missing") from exc
+    except OSError as exc:  # ELOOP: a symbolic link
+        raise IntegrityError(f"{what} cannot be opened as a file: {exc.strerror or exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise IntegrityError(f"{what} is not a regular file: it is not what the registry wrote")
+        if info.st_size > limit:
+            raise IntegrityError(
+                f"{what} is {info.st_size} bytes, over the {limit} bytes allowed: it is not "
+                "what the registry wrote"
+            )
+        with os.fdopen(os.dup(fd), "rb") as stream:
+            data = stream.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise IntegrityError(f"{what} grew past {limit} bytes while it was read")
+    return data
 
 
 def _checked_key(key: str) -> str:
@@ -123,16 +155,7 @@ class BlobStore:
 
     def _read(self, path: Path, expected_sha256: str, limit: int, kind: str) -> bytes:
         self.counts[f"{kind}_reads"] += 1
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError as exc:
-            raise MissingBlobError(f"{kind} file {self.relative(path)} is missing") from exc
-        if size > limit:
-            raise IntegrityError(
-                f"{kind} file {self.relative(path)} is {size} bytes, over the {limit} bytes "
-                "this base allows: it is not what the registry wrote"
-            )
-        data = path.read_bytes()
+        data = read_regular(path, limit, f"{kind} file {self.relative(path)}")
         actual = sha256_hex(data)
         if actual != expected_sha256:
             raise IntegrityError(
@@ -270,14 +293,14 @@ class BlobStore:
         path = self.theta0_path()
         self.counts["base_reads"] += 1
         try:
-            state = load(path.read_bytes())
-        except FileNotFoundError as exc:
+            state = load(read_regular(path, MAX_THETA0_BYTES, f"θ0 file {self.relative(path)}"))
+        except MissingBlobError as exc:
             raise MissingBlobError(
                 f"the registry does not hold θ0 ({self.relative(path)}): it was created before "
-                "registries stored their base; one run of the ServerApp with the same base "
-                "stores it"
+                "registries stored their base, or the file was removed; one run of the "
+                "ServerApp with the same base stores it"
             ) from exc
-        except (OSError, SafetensorError) as exc:
+        except SafetensorError as exc:
             raise IntegrityError(f"θ0 file {self.relative(path)} is unreadable: {exc}") from exc
         if tensors_sha256(state) != self.schema.base_sha256:
             raise IntegrityError(

@@ -31,9 +31,10 @@ from tmc.server.registry.privacy import PrivacyFloor
 if TYPE_CHECKING:
     from tmc.common.models import MaterializedBase
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the registry's metadata layout; a database with a higher one is refused.
-2: silo tombstones (permanent forgetting), θ0 stored in the registry, the data spec."""
+2: silo tombstones (permanent forgetting), θ0 stored in the registry, the data spec.
+3: one active component per (silo, increment); the audit anchor file (``audit.anchor``)."""
 
 ComponentStatus = Literal["active", "forgotten"]
 StatusFilter = Literal["active", "forgotten", "all"]

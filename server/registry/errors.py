@@ -44,6 +44,14 @@ class RegistryLockedError(RegistryError):
     """Another process held the registry's write lock for longer than the busy timeout."""
 
 
+class RegistryBusyError(RegistryError):
+    """Another run holds the registry's run lock (one run per registry); the message names it."""
+
+
+class DuplicateContributionError(RegistryError):
+    """A silo offered a second active component for an increment it already contributed."""
+
+
 class RegistryClosedError(RegistryError):
     """An operation was called on a registry after ``close()``."""
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tmc.common.components import ExactSum, component_weight, validate_component
+from tmc.common.components import Component, ExactSum, component_weight, validate_component
 from tmc.common.errors import ComponentError, IntegrityError
+from tmc.server.registry.anchor import clear_interrupted_writes
 from tmc.server.registry.blobs import BlobStore, sha256_hex
 from tmc.server.registry.entities import (
     GENESIS_CHAIN,
+    AuditEvent,
     ComponentRecord,
     RegistrySettings,
     VerifyReport,
@@ -33,21 +35,44 @@ class _Findings:
     garbage: list[str] = field(default_factory=list)
 
 
-def _check_audit_chain(store: MetadataStore, found: _Findings) -> int:
+def _check_audit_chain(store: MetadataStore, found: _Findings) -> list[AuditEvent]:
     previous, events = GENESIS_CHAIN, store.list_audit()
     for expected_seq, event in enumerate(events, start=1):
         if event.seq != expected_seq:
             found.problems.append(
                 f"audit log: event {expected_seq} is missing (next is {event.seq})"
             )
-            return len(events)
+            return events
         if chain_hash(previous, event) != event.chain_sha256:
             found.problems.append(
                 f"audit log: event {event.seq} does not match its chain hash (edited or replaced)"
             )
-            return len(events)
+            return events
         previous = event.chain_sha256
-    return len(events)
+    return events
+
+
+def _row_problems(record: ComponentRecord, component: Component, added: AuditEvent | None) -> str:
+    """The fields of ``record`` that are not what its file and its ``add`` event say."""
+    expected = ComponentRecord.of(
+        component,
+        blob_sha256=record.blob_sha256,
+        actor=record.actor,
+        received_round=record.received_round,
+        added_at=record.added_at,
+    ).model_copy(update={"status": record.status, "in_sum": record.in_sum, "forgotten_at": None})
+    ours, theirs = record.model_dump(), expected.model_dump()
+    if record.payload_bytes is None:
+        ours.pop("payload_bytes")  # rows written before schema 2 did not record it
+    fields = [name for name in ours if ours[name] != theirs[name]]
+    if added is None:
+        fields.append("its add event is missing")
+    else:
+        if added.actor != record.actor:
+            fields.append("actor")
+        if added.details.get("received_round") != record.received_round:
+            fields.append("received_round")
+    return ", ".join(fields)
 
 
 def _check_component(
@@ -56,6 +81,8 @@ def _check_component(
     settings: RegistrySettings,
     scratch: ExactSum,
     found: _Findings,
+    *,
+    added: AuditEvent | None,
 ) -> bool:
     """Check one active component; add it to the from-scratch sum if the running sum has it."""
     try:
@@ -64,8 +91,11 @@ def _check_component(
     except (IntegrityError, ComponentError) as exc:
         found.problems.append(f"component {record.id[:12]}… (silo {record.silo}): {exc}")
         return False
-    if (component.meta.silo, component.meta.num_examples) != (record.silo, record.num_examples):
-        found.problems.append(f"component {record.id[:12]}…: its row does not match its file")
+    if wrong := _row_problems(record, component, added):
+        found.problems.append(
+            f"component {record.id[:12]}… (silo {record.silo}): its row does not match its "
+            f"file and its add event ({wrong})"
+        )
         return False
     if record.in_sum:
         scratch.add(component.delta, component_weight(component, settings.weighting))
@@ -75,7 +105,14 @@ def _check_component(
 def run_verify(store: MetadataStore, blobs: BlobStore, settings: RegistrySettings) -> VerifyReport:
     found = _Findings()
     events = _check_audit_chain(store, found)
+    stored = store.get_settings()
+    if stored is None:
+        found.problems.append("settings: the settings row is missing")
+    else:
+        found.problems.extend(store.integrity_problems(stored))
+    added = {e.component_id: e for e in events if e.action == "add" and e.component_id}
     records = store.list_components(status="all")
+    found.problems.extend(_duplicates(records))
     scratch = ExactSum(settings.base.shapes)
     readable, in_sum = True, set()
     for record in records:
@@ -86,7 +123,9 @@ def run_verify(store: MetadataStore, blobs: BlobStore, settings: RegistrySetting
                     f"file {blobs.relative(blobs.component_path(record.id))}"
                 )
             continue
-        readable &= _check_component(record, blobs, settings, scratch, found)
+        readable &= _check_component(
+            record, blobs, settings, scratch, found, added=added.get(record.id)
+        )
         if record.in_sum:
             in_sum.add(record.id)
 
@@ -146,10 +185,11 @@ def run_verify(store: MetadataStore, blobs: BlobStore, settings: RegistrySetting
                     "components recomputed from scratch"
                 )
 
-    if blobs.has_theta0():
+    stored_theta0 = any(e.details.get("theta0_stored") is True for e in events)
+    if stored_theta0 or blobs.theta0_path().exists() or blobs.theta0_path().is_symlink():
         try:
             blobs.read_theta0()
-        except IntegrityError as exc:
+        except IntegrityError as exc:  # MissingBlobError included: the log says it was stored
             found.problems.append(str(exc))
 
     found.garbage.extend(_garbage(store, blobs, known=set(status)))
@@ -157,10 +197,26 @@ def run_verify(store: MetadataStore, blobs: BlobStore, settings: RegistrySetting
         ok=not found.problems,
         components_checked=sum(1 for r in records if r.status == "active"),
         versions_checked=len(versions),
-        audit_events_checked=events,
+        audit_events_checked=len(events),
         problems=found.problems,
         garbage=found.garbage,
     )
+
+
+def _duplicates(records: list[ComponentRecord]) -> list[str]:
+    seen: dict[tuple[str, int], str] = {}
+    problems = []
+    for record in records:
+        if record.status != "active":
+            continue
+        key = (record.silo, record.increment)
+        if key in seen:
+            problems.append(
+                f"silo {record.silo} has two active components for increment "
+                f"{record.increment} ({seen[key][:12]}… and {record.id[:12]}…)"
+            )
+        seen.setdefault(key, record.id)
+    return problems
 
 
 def _garbage(store: MetadataStore, blobs: BlobStore, *, known: set[str]) -> list[str]:
@@ -187,7 +243,7 @@ def _garbage(store: MetadataStore, blobs: BlobStore, *, known: set[str]) -> list
 
 def run_recover(store: MetadataStore, blobs: BlobStore) -> list[str]:
     """Delete every file the metadata does not account for; returns their relative paths."""
-    removed: list[str] = []
+    removed = [blobs.relative(p) for p in clear_interrupted_writes(blobs.root)]
     for path in blobs.stray_files():
         if blobs.delete_path(path):
             removed.append(blobs.relative(path))

@@ -10,18 +10,28 @@ mechanism's parameters alone, so anyone can recompute it):
   that σ (or above), get in. A node running an older client that ignores the DP settings,
   or a later run without them, would otherwise slip a non-private component into a
   federation that promised its silos a bound;
-- **consistency**: the stated ε is not below what the stated σ, q, steps and δ give under
-  the RDP accountant (the one the silos use, ``common.training.accounting``).
+- **consistency**: the stated parameters describe a real run on the component's N examples
+  (σ not below the accountant's smallest, an expected batch q·N of at least one example, at
+  least about one expected pass over the data), and the stated ε is not below what the
+  stated σ, q, steps and δ give under the RDP accountant (the one the silos use,
+  ``common.training.accounting``). Parameters that would make ε vanish (q = 1e-9 for one
+  step) or break the accountant (a σ of 1e-300) are refused with the reason.
 """
 
 from __future__ import annotations
+
+import math
 
 from pydantic import Field, model_validator
 
 from tmc.common.components import PrivacyMeta
 from tmc.common.schema import StrictModel
 from tmc.common.training import PrivacyConfig
-from tmc.common.training.accounting import epsilon
+from tmc.common.training.accounting import MIN_NOISE_MULTIPLIER, epsilon
+
+MIN_PASSES = 0.5
+"""The fewest expected passes over the data (steps·q) a stated run may make: one epoch of
+round(N / batch) steps at q = batch / N is at least 2/3 of a pass."""
 
 RELATIVE_TOLERANCE = 1e-3
 """Slack for ε computed by another version of the accountant (its numerics move the last
@@ -84,18 +94,51 @@ def _or_unset(value: float | None) -> str:
     return "unset" if value is None else f"{value:g}"
 
 
-def privacy_refusal(asked: PrivacyFloor | None, stated: PrivacyMeta | None) -> str | None:
-    """Why a component stating ``stated`` does not meet ``asked`` (``None``: nothing is
-    asked), or ``None`` when it does."""
-    if stated is not None:
+def _claim_problem(stated: PrivacyMeta, num_examples: int) -> str | None:
+    """Why ``stated`` cannot be the accounting of a DP-SGD run on ``num_examples`` examples."""
+    if stated.noise_multiplier < MIN_NOISE_MULTIPLIER:
+        return (
+            f"the component states noise multiplier σ = {stated.noise_multiplier:.3g}, below "
+            f"the smallest the accountant is used for ({MIN_NOISE_MULTIPLIER:g}): such noise "
+            "gives no meaningful guarantee"
+        )
+    if stated.sampling_rate * num_examples < 1.0:
+        return (
+            f"the component states sampling rate q = {stated.sampling_rate:.3g} for "
+            f"{num_examples} examples, an expected batch of "
+            f"{stated.sampling_rate * num_examples:.3g} examples (below one): not a DP-SGD run "
+            "that trained on its data"
+        )
+    if stated.steps * stated.sampling_rate < MIN_PASSES:
+        return (
+            f"the component states {stated.steps} steps at q = {stated.sampling_rate:.3g}, "
+            f"{stated.steps * stated.sampling_rate:.3g} expected passes over its data (at "
+            f"least {MIN_PASSES:g} for one epoch): its privacy claim does not describe its "
+            "training"
+        )
+    try:
         implied = epsilon(stated.noise_multiplier, stated.sampling_rate, stated.steps, stated.delta)
-        if stated.epsilon < implied * (1.0 - RELATIVE_TOLERANCE):
-            return (
-                f"the component states ε = {stated.epsilon:.4g}, but its own DP-SGD parameters "
-                f"(σ {stated.noise_multiplier:.4g}, q {stated.sampling_rate:.4g}, "
-                f"{stated.steps} steps, δ {stated.delta:g}) give ε = {implied:.4g}: its privacy "
-                "claim does not add up"
-            )
+    except (ArithmeticError, ValueError) as exc:
+        return f"the accountant cannot evaluate the component's DP-SGD parameters: {exc}"
+    if not math.isfinite(implied) or implied <= 0.0:
+        return f"the component's DP-SGD parameters give ε = {implied:g}, not a finite bound"
+    if stated.epsilon < implied * (1.0 - RELATIVE_TOLERANCE):
+        return (
+            f"the component states ε = {stated.epsilon:.4g}, but its own DP-SGD parameters "
+            f"(σ {stated.noise_multiplier:.4g}, q {stated.sampling_rate:.4g}, "
+            f"{stated.steps} steps, δ {stated.delta:g}) give ε = {implied:.4g}: its privacy "
+            "claim does not add up"
+        )
+    return None
+
+
+def privacy_refusal(
+    asked: PrivacyFloor | None, stated: PrivacyMeta | None, *, num_examples: int
+) -> str | None:
+    """Why a component of ``num_examples`` examples stating ``stated`` does not meet
+    ``asked`` (``None``: nothing is asked) or does not add up, or ``None`` when it does."""
+    if stated is not None and (problem := _claim_problem(stated, num_examples)):
+        return problem
     if asked is None:
         return None
     if stated is None:
@@ -117,4 +160,4 @@ def privacy_refusal(asked: PrivacyFloor | None, stated: PrivacyMeta | None) -> s
     return None
 
 
-__all__ = ["RELATIVE_TOLERANCE", "PrivacyFloor", "privacy_refusal", "shortfall"]
+__all__ = ["MIN_PASSES", "RELATIVE_TOLERANCE", "PrivacyFloor", "privacy_refusal", "shortfall"]

@@ -49,6 +49,7 @@ from tmc.server.registry.entities import (
     utc_now,
 )
 from tmc.server.registry.errors import (
+    DuplicateContributionError,
     ForgetChangedError,
     ForgottenComponentError,
     ForgottenSiloError,
@@ -261,7 +262,9 @@ class Registry(AdmissionMixin):
             expected_silo=expected_silo,
         )
         self._composer.check_composable(component)
-        if reason := privacy_refusal(self._settings.privacy, component.meta.privacy):
+        if reason := privacy_refusal(
+            self._settings.privacy, component.meta.privacy, num_examples=component.meta.num_examples
+        ):
             raise PrivacyFloorError(f"this registry's privacy floor refuses it: {reason}")
         data = component_to_bytes(component)  # outside the lock: CPU only
         with self._writing():
@@ -274,6 +277,16 @@ class Registry(AdmissionMixin):
             existing = self._store.get_component(component.id)
             if existing is not None and existing.status == "active":
                 return existing
+            meta = component.meta
+            if existing is None and any(
+                r.increment == meta.increment
+                for r in self._store.list_components(silo=meta.silo, status="active")
+            ):
+                raise DuplicateContributionError(
+                    f"silo {meta.silo!r} already has an active component for increment "
+                    f"{meta.increment}; a silo contributes each increment once (forget that "
+                    "component first to replace it)"
+                )
             if existing is not None:
                 raise ForgottenComponentError(
                     f"component {component.id[:12]}… of silo {existing.silo!r} was forgotten on "

@@ -3,7 +3,9 @@
 The Flower ServerApp and the admin API server may open the same registry at once. Writes
 take ``BEGIN IMMEDIATE`` (one writer at a time, others wait up to the busy timeout);
 readers never block in WAL mode. ``synchronous=FULL`` makes a commit durable before it
-returns. The audit table is append-only: triggers abort any UPDATE or DELETE on it.
+returns. The audit table is append-only: triggers abort any UPDATE or DELETE on it, and every
+commit that appends to it moves the anchor file beside the database (``anchor``), which
+``verify`` compares with the log.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tmc.common.errors import NotFoundError, RegistryError
+from tmc.common.errors import IntegrityError, NotFoundError, RegistryError
 from tmc.server.registry import sqlite_rows as convert
+from tmc.server.registry.anchor import anchor_problems, read_anchor, write_anchor
 from tmc.server.registry.entities import (
     SCHEMA_VERSION,
     AuditEvent,
@@ -58,6 +61,7 @@ class SQLiteMetadataStore(MetadataStore):
         self._owner: int | None = None
         self._busy_timeout_s = busy_timeout_s
         self._closed = False
+        self._audit_appended = self._settings_changed = False
         self._conn = sqlite3.connect(
             str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
         )
@@ -163,8 +167,20 @@ class SQLiteMetadataStore(MetadataStore):
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
+                if self._audit_appended or self._settings_changed:
+                    self._move_anchor()
             finally:
                 self._depth, self._owner = 0, None
+                self._audit_appended = self._settings_changed = False
+
+    def _move_anchor(self) -> None:
+        write_anchor(
+            self.path.parent,
+            last_event=self.last_audit,
+            event_at=self.audit_event,
+            settings=self.get_settings,
+            settings_changed=self._settings_changed,
+        )
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -212,6 +228,7 @@ class SQLiteMetadataStore(MetadataStore):
         return RegistrySettings.model_validate_json(rows[0]["body"]) if rows else None
 
     def put_settings(self, settings: RegistrySettings) -> None:
+        self._settings_changed = True
         self._write(
             "INSERT OR REPLACE INTO settings (id, body) VALUES (1, ?)",
             (settings.model_dump_json(),),
@@ -376,6 +393,11 @@ class SQLiteMetadataStore(MetadataStore):
     def _insert_audit(self, event: AuditEvent) -> None:
         row = convert.audit_to_row(event)
         self._write(convert.insert_sql("audit", row), row)
+        self._audit_appended = True
+
+    def audit_event(self, seq: int) -> AuditEvent | None:
+        rows = self._rows("SELECT * FROM audit WHERE seq = ?", (seq,))
+        return convert.audit_from_row(rows[0]) if rows else None
 
     def last_audit(self) -> AuditEvent | None:
         rows = self._rows("SELECT * FROM audit ORDER BY seq DESC LIMIT 1")
@@ -392,3 +414,41 @@ class SQLiteMetadataStore(MetadataStore):
 
     def count_audit(self) -> int:
         return int(self._rows("SELECT COUNT(*) FROM audit")[0][0])
+
+    # -- integrity beyond the rows -----------------------------------------------------------
+
+    def integrity_problems(self, settings: RegistrySettings) -> list[str]:
+        """The audit anchor against the log and ``settings`` (the row as it is now), and
+        the database's triggers and indexes against the schema's."""
+        problems = self._schema_problems()
+        try:
+            anchor = read_anchor(self.path.parent)
+        except IntegrityError as exc:  # MissingBlobError included
+            return [*problems, f"audit anchor: {exc}"]
+        return problems + anchor_problems(
+            anchor,
+            last=self.last_audit(),
+            at_anchor=self.audit_event(anchor.events) if anchor.events else None,
+            settings=settings,
+        )
+
+    def _schema_problems(self) -> list[str]:
+        found = {
+            r["name"]: _normalised(r["sql"])
+            for r in self._rows(
+                "SELECT name, sql FROM sqlite_master WHERE type IN ('trigger', 'index') "
+                "AND sql IS NOT NULL"
+            )
+        }
+        problems = []
+        for name, sql in sorted(convert.schema_objects().items()):
+            if name not in found:
+                problems.append(f"database: {name} is missing (dropped outside the registry)")
+            elif found[name] != _normalised(sql):
+                problems.append(f"database: {name} is not the schema's (replaced)")
+        return problems
+
+
+def _normalised(sql: str) -> str:
+    # SQLite keeps a CREATE statement's text without its IF NOT EXISTS.
+    return " ".join(sql.replace("IF NOT EXISTS ", "").split())

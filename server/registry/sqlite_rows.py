@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -26,6 +27,22 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE components ADD COLUMN encoding TEXT NOT NULL DEFAULT 'float32'",
         "ALTER TABLE components ADD COLUMN payload_bytes INTEGER",
         "ALTER TABLE components ADD COLUMN privacy TEXT",
+    ),
+    # v2 → v3: one active component per (silo, increment), in the database itself (a
+    # second run on the registry, or a second writer, cannot commit the same work twice).
+    # Triggers rather than a unique index: an older registry that already holds such
+    # duplicates still opens, and verify names them.
+    3: (
+        """CREATE TRIGGER IF NOT EXISTS components_one_active_insert BEFORE INSERT ON components
+            WHEN NEW.status = 'active' AND EXISTS (SELECT 1 FROM components
+                WHERE silo = NEW.silo AND increment = NEW.increment AND status = 'active')
+            BEGIN SELECT RAISE(ABORT, 'one active component per silo and increment'); END""",
+        """CREATE TRIGGER IF NOT EXISTS components_one_active_update
+            BEFORE UPDATE OF status ON components
+            WHEN NEW.status = 'active' AND EXISTS (SELECT 1 FROM components
+                WHERE silo = NEW.silo AND increment = NEW.increment AND status = 'active'
+                AND id != NEW.id)
+            BEGIN SELECT RAISE(ABORT, 'one active component per silo and increment'); END""",
     ),
 }
 """Statements that bring a database from the previous schema version to the key's."""
@@ -64,8 +81,24 @@ DDL = (
     """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
     *(MIGRATIONS[2]),
+    *(MIGRATIONS[3]),
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
+
+
+_NAMED_OBJECT = re.compile(r"\s*CREATE (?:UNIQUE )?(?:TRIGGER|INDEX) (?:IF NOT EXISTS )?(\w+)")
+
+
+def schema_objects() -> dict[str, str]:
+    """The triggers and indexes of the schema, by name: the statements that create them."""
+    found = {}
+    for statement in (*DDL, *(s for batch in MIGRATIONS.values() for s in batch)):
+        match = re.match(
+            r"\s*CREATE (?:UNIQUE )?(?:TRIGGER|INDEX) (?:IF NOT EXISTS )?(\w+)", statement
+        )
+        if match:
+            found[match.group(1)] = statement
+    return found
 
 
 def ts(value: datetime | None) -> str | None:

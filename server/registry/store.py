@@ -166,6 +166,11 @@ class MetadataStore(ABC):
     @abstractmethod
     def count_audit(self) -> int: ...
 
+    def integrity_problems(self, settings: RegistrySettings) -> list[str]:
+        """What ``verify`` finds wrong beyond the rows: a backend's own safeguards (the
+        SQLite store's audit anchor and triggers; the in-memory store has none)."""
+        return []
+
     def append_audit(self, draft: AuditDraft) -> AuditEvent:
         """Number and chain the event and append it (inside the caller's transaction)."""
         self._require_transaction()

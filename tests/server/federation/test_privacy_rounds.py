@@ -73,3 +73,31 @@ def test_silos_short_of_the_runs_privacy_are_refused_and_the_registry_stays_priv
     plain = make_config(rounds=1, epochs=1)  # the same registry, without DP
     with pytest.raises(RegistryMismatchError, match="requires DP-SGD with ε ≤ 4"):
         run_federation(make_grid(plain), plain, run_id=6)
+
+
+def test_a_privacy_claim_that_does_not_fit_the_silos_data_and_the_run_is_refused(
+    make_config: Callable[..., FederationConfig],
+    make_grid: Callable[..., FakeGrid],
+) -> None:
+    """q and steps follow from the component's N and the run's batch size and epochs: a
+    silo stating a smaller q or fewer steps (a smaller ε for the same σ) is refused."""
+
+    def tamper(node: int, reply: Message) -> Message:
+        if node == 1000 or reply.metadata.message_type != "train.component":
+            return reply
+        record = reply.content.config_records[REPLY]
+        meta = json.loads(str(record["json"]))
+        if node == 1001:
+            meta["privacy"]["steps"] -= 1
+        else:
+            meta["privacy"]["sampling_rate"] /= 2
+        record["json"] = json.dumps(meta)
+        return reply
+
+    config = make_config(rounds=1, epochs=1, dp_noise_multiplier=1.0)
+    (summary,) = run_federation(make_grid(config, tamper=tamper), config, run_id=5)
+    assert summary.accepted_silos == ("silo-0",)
+    reasons = {r.silo: r.reason for r in summary.rejected}
+    for silo in ("silo-1", "silo-2"):
+        assert "batch-size 32 for 1 epochs give q = " in reasons[silo], reasons
+        assert reasons[silo].endswith("its privacy claim does not describe this run")

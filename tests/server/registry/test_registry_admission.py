@@ -21,6 +21,7 @@ from tmc.server.registry import (
     Registry,
     RegistryMismatchError,
 )
+from tmc.server.registry.entities import SCHEMA_VERSION
 
 DATA = DataSpec(classes=("cat", "dog"), input=InputSpec(channels=3, size=8))
 
@@ -132,4 +133,4 @@ def test_a_schema_1_registry_is_upgraded_and_completed(root: Path) -> None:
         assert registry.blobs.has_theta0()
         assert registry.verify().ok
     with sqlite3.connect(root / "registry.db") as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -68,7 +68,7 @@ def test_commit_reads_only_the_new_components(
         for i in range(already):
             registry.add(make_component(f"silo-{i}", i))
         registry.commit_version()
-        new = [make_component("late", 500), make_component("late", 501)]
+        new = [make_component("late", 500), make_component("late", 501, increment=1)]
         read = _spy_reads(monkeypatch)
         registry.blobs.counts.clear()
         for component in new:

@@ -86,6 +86,10 @@ def test_privacy_persists_and_is_listed(root: Path, base: BaseRecord) -> None:
 # -- the privacy a registry requires, and claims that must add up ---------------------------
 
 
+N = 200
+"""Examples of the components whose claims these tests state (q = 0.15: batches of 30)."""
+
+
 def _stated(sigma: float = 2.0, *, delta: float = 1e-5) -> PrivacyMeta:
     q, steps = 0.15, 70
     return PrivacyMeta(
@@ -106,34 +110,56 @@ def _with(privacy: PrivacyMeta | None, silo: str = "silo-a", seed: int = 1) -> C
 
 
 def test_nothing_required_accepts_components_with_or_without_a_sound_claim() -> None:
-    assert privacy_refusal(None, None) is None
-    assert privacy_refusal(None, _stated()) is None
+    assert privacy_refusal(None, None, num_examples=N) is None
+    assert privacy_refusal(None, _stated(), num_examples=N) is None
 
 
 def test_a_floor_refuses_components_that_do_not_meet_it() -> None:
     stated = _stated(2.0)  # ε ≈ 3.3
-    assert privacy_refusal(PrivacyFloor(epsilon=stated.epsilon, delta=1e-5), stated) is None
-    missing = privacy_refusal(PrivacyFloor(epsilon=3.0, delta=1e-5), None)
+    assert (
+        privacy_refusal(PrivacyFloor(epsilon=stated.epsilon, delta=1e-5), stated, num_examples=N)
+        is None
+    )
+    missing = privacy_refusal(PrivacyFloor(epsilon=3.0, delta=1e-5), None, num_examples=N)
     assert missing is not None
     assert missing.startswith("DP-SGD with ε ≤ 3, δ ≤ 1e-05 is required")
     assert "states no privacy: the silo trained without DP" in missing
-    above = privacy_refusal(PrivacyFloor(epsilon=1.0, delta=1e-5), stated)
+    above = privacy_refusal(PrivacyFloor(epsilon=1.0, delta=1e-5), stated, num_examples=N)
     assert above == f"the component states ε = {stated.epsilon:.4g}, above the required 1"
-    loose = privacy_refusal(PrivacyFloor(epsilon=100.0, delta=1e-5), _stated(2.0, delta=1e-4))
+    loose = privacy_refusal(
+        PrivacyFloor(epsilon=100.0, delta=1e-5), _stated(2.0, delta=1e-4), num_examples=N
+    )
     assert loose == "the component states δ = 0.0001, above the required 1e-05"
-    weak = privacy_refusal(PrivacyFloor(noise_multiplier=3.0, delta=1e-5), stated)
+    weak = privacy_refusal(PrivacyFloor(noise_multiplier=3.0, delta=1e-5), stated, num_examples=N)
     assert weak == "the component states σ = 2, below the required 3"
 
 
 def test_a_claim_that_does_not_add_up_is_refused_even_when_nothing_is_required() -> None:
     sound = _stated(2.0)
     boasting = sound.model_copy(update={"epsilon": sound.epsilon / 2})
-    reason = privacy_refusal(None, boasting)
+    reason = privacy_refusal(None, boasting, num_examples=N)
     assert reason is not None
     assert reason.endswith("its privacy claim does not add up")
     assert f"give ε = {sound.epsilon:.4g}" in reason
     modest = sound.model_copy(update={"epsilon": sound.epsilon * 2})  # looser: still true
-    assert privacy_refusal(None, modest) is None
+    assert privacy_refusal(None, modest, num_examples=N) is None
+
+
+def test_claims_that_give_no_guarantee_or_break_the_accountant_are_refused() -> None:
+    sound = _stated(2.0)
+    vanishing = sound.model_copy(update={"sampling_rate": 1e-9, "steps": 1, "epsilon": 1e-6})
+    reason = privacy_refusal(None, vanishing, num_examples=N)
+    assert reason is not None
+    assert "an expected batch of 2e-07 examples (below one)" in reason
+    one_step = sound.model_copy(update={"steps": 1, "epsilon": 1e-3})
+    reason = privacy_refusal(None, one_step, num_examples=N)
+    assert reason is not None
+    assert "0.15 expected passes over its data" in reason
+    tiny_sigma = sound.model_copy(update={"noise_multiplier": 1e-300})
+    reason = privacy_refusal(None, tiny_sigma, num_examples=N)
+    assert reason is not None
+    assert "noise multiplier σ = 1e-300, below the smallest" in reason
+    assert privacy_refusal(None, sound, num_examples=N) is None
 
 
 def test_floors_compare_by_strictness() -> None:

@@ -66,7 +66,7 @@ def _version(number: int, ids: list[str]) -> ModelVersion:
 def test_rows_round_trip_and_are_ordered(store: MetadataStore) -> None:
     records = [
         _record("c", "b-silo"),
-        _record("a", "b-silo", round=1),
+        _record("a", "b-silo", round=1, increment=3),
         _record("b", "a-silo", increment=2),
         _record("d", "a-silo", increment=1),
     ]
@@ -105,7 +105,7 @@ def test_a_failed_transaction_changes_nothing(store: MetadataStore) -> None:
 
     def doomed() -> None:
         with store.transaction():
-            store.insert_component(_record("b", "s"))
+            store.insert_component(_record("b", "s", increment=1))
             store.mark_forgotten(["a" * 64], AT)
             store.insert_version(_version(1, ["a", "b"]))
             store.set_sum_pointer(pointer)

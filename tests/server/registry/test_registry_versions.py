@@ -208,7 +208,7 @@ def test_compose_what_if(registry: Registry) -> None:
     components = make_components(3, 2)
     _add_all(registry, components)
     registry.commit_version()
-    late = make_component("silo-2", 77)
+    late = make_component("silo-2", 77, increment=2)
     registry.add(late)  # pending
     everything = [*components, late]
     assert registry.compose().equal(compose(everything))
