@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.registry.test_registry_one_run import holder_process
+from tests.server.registry.run_lock_helpers import holder_process
 from tmc.common.federation.config import FederationConfig
 from tmc.server.registry import RegistryBusyError
 from tmc.simulation.harness import simulate

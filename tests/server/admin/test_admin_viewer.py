@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.server.admin.admin_helpers import snapshot
-from tests.server.admin.conftest import ClientFactory, Tokens
+from tests.server.admin.admin_helpers import ClientFactory, Tokens, snapshot
 from tmc.cli import app
 from tmc.server.admin import PermissionDeniedError, create_token
 

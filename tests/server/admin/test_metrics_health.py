@@ -17,8 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.processes import Processes, free_port, wait_for_port
-from tests.server.admin.admin_helpers import Pki
-from tests.server.admin.conftest import Tokens
+from tests.server.admin.admin_helpers import Pki, Tokens
 from tmc.server.admin import ADMIN_SERVICE, TLSFiles, refusal_kind, serve
 from tmc.server.registry import Registry
 

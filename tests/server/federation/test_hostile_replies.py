@@ -17,7 +17,7 @@ from typing import Any
 from flwr.app import Message
 
 from tests.server.federation.fake_grid import FakeGrid
-from tests.server.federation.test_rounds import _run
+from tests.server.federation.rounds_helpers import run_rounds
 from tmc.common.federation import EVALUATE, HELLO, REPLY, THETA0, TRAIN
 from tmc.common.federation.config import FederationConfig
 from tmc.common.models import MaterializedBase
@@ -158,7 +158,7 @@ def _hostile_round(
     by_node = {1002 + i: cases[name] for i, name in enumerate(names)}
     silos = len(names) + 2
     config = make_config(rounds=1, increments=1, epochs=1, num_silos=silos, split="iid")
-    with _run(config, make_grid(config, tamper=_tamper(by_node)), base) as registry:
+    with run_rounds(config, make_grid(config, tamper=_tamper(by_node)), base) as registry:
         hostile = {f"silo-{2 + i}" for i in range(len(names))}
         expected = HONEST | hostile if committed_hostile else HONEST
         assert {r.silo for r in registry.list_components()} == expected
@@ -222,7 +222,7 @@ def test_a_reply_that_is_no_json_or_no_record_is_refused(
         return reply
 
     config = make_config(rounds=1, increments=1, epochs=1)
-    with _run(config, make_grid(config, tamper=tamper), digits_base) as registry:
+    with run_rounds(config, make_grid(config, tamper=tamper), digits_base) as registry:
         assert {r.silo for r in registry.list_components()} == {"silo-0"}
         rejects = [e for e in registry.audit_log() if e.action == "reject"]
         reasons = {e.silo: str(e.details["reason"]) for e in rejects}

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.server.federation.fake_grid import FakeGrid
 from tests.server.registry.registry_helpers import make_component
+from tests.server.registry.run_lock_helpers import holder_process
 from tmc.common.federation.config import FederationConfig
 from tmc.server.federation import run_federation
 from tmc.server.registry import (
@@ -24,29 +21,6 @@ from tmc.server.registry import (
     RegistryBusyError,
     run_lock,
 )
-
-_HOLDER = """
-import sys, time
-from tmc.server.registry import run_lock
-with run_lock(sys.argv[1], command="tmc simulate --registry first"):
-    print("held", flush=True)
-    time.sleep(600)
-"""
-
-
-@contextmanager
-def holder_process(root: Path) -> Iterator[subprocess.Popen[str]]:
-    """A second process holding ``root``'s run lock; killed (SIGKILL) at the end."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(root)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "held"
-        yield process
-    finally:
-        process.kill()
-        process.wait(timeout=30)
 
 
 def test_a_second_run_is_refused_naming_the_holder_until_the_holder_dies(root: Path) -> None:
