@@ -87,7 +87,7 @@ class DataSpec(StrictModel):
     @field_validator("classes")
     @classmethod
     def _valid_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [name for name in value if not _CLASS_NAME.match(name) or name != name.strip()]
+        bad = [name for name in value if not _CLASS_NAME.fullmatch(name) or name != name.strip()]
         if bad:
             raise ValueError(
                 f"invalid class names {bad[:5]}: 1 to 128 characters, no '/', '\\' or control "

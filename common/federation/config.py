@@ -7,6 +7,7 @@ An unknown key or a bad value is a :class:`ConfigError` that names it.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +42,21 @@ from tmc.common.training.config import LossName, PrivacyConfig, TrainConfig
 
 def _hyphen(name: str) -> str:
     return name.replace("_", "-")
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    """One validation error as ``key: what is wrong (got value)``."""
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        known = FederationConfig.known_keys()
+        close = difflib.get_close_matches(key, known, n=3)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        return f"unknown key {key!r} ({hint}known keys: {', '.join(known)})"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not key:  # a check across keys names them itself
+        return message
+    given = repr(error["input"])
+    return f"{key}: {message} (got {given[:60] + '...' if len(given) > 60 else given})"
 
 
 class FederationConfig(StrictModel):
@@ -130,15 +146,19 @@ class FederationConfig(StrictModel):
     # -- construction ------------------------------------------------------------------------
 
     @classmethod
+    def known_keys(cls) -> tuple[str, ...]:
+        """The run-config keys, hyphenated as in TOML, sorted."""
+        return tuple(sorted(_hyphen(name) for name in cls.model_fields))
+
+    @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> FederationConfig:
-        """Validate Flower's flat run config; unknown keys and bad values name themselves."""
+        """Validate Flower's flat run config; unknown keys and bad values name themselves
+        (an unknown key with the closest known ones, or all of them)."""
         try:
             return cls.model_validate(dict(run_config))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            )
-            raise ConfigError(f"invalid run config: {problems}") from exc
+            problems = "; ".join(_problem(e) for e in exc.errors())
+            raise ConfigError(f"invalid run config: {problems}") from None
 
     def to_run_config(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True)
