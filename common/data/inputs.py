@@ -169,7 +169,10 @@ def open_image(path: object) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(str(path))
     except Image.DecompressionBombError as exc:
-        raise DataError(f"cannot read image {path}: it claims too many pixels ({exc})") from exc
+        raise DataError(
+            f"image {path} claims more than the {MAX_IMAGE_PIXELS} pixels an image may have "
+            f"({exc}): a corrupt or hostile file"
+        ) from exc
     except _DECODE_ERRORS as exc:
         raise DataError(f"cannot read image {path}: {exc}") from exc
     width, height = image.size
