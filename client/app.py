@@ -11,13 +11,15 @@ beyond class names with their counts and a label histogram.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common.constant import ErrorCode
 
 from tmc.client.node import NodeSettings
 from tmc.client.silo import SiloSource, open_silo
@@ -25,7 +27,7 @@ from tmc.client.theta0_cache import Theta0Cache, node_cache_dir
 from tmc.common.components import Component, ComponentMeta, Delta, payload_bytes
 from tmc.common.data import DataSpec
 from tmc.common.device import resolve_device
-from tmc.common.errors import ProtocolError
+from tmc.common.errors import ProtocolError, TMCError
 from tmc.common.federation import (
     DELTA,
     INSTRUCTION,
@@ -131,6 +133,27 @@ def _reply(msg: Message, content: RecordDict) -> Message:
     return Message(content, reply_to=msg)
 
 
+Handler = Callable[[Message, Context], Message]
+
+
+def _refusing(handler: Handler) -> Handler:
+    """``handler``, answering a refusal of the project's (a hostile data folder, a bad
+    message) with one log line and an error reply carrying the reason, instead of a
+    traceback here and another in the server's log. Anything else is a bug: it propagates."""
+
+    @functools.wraps(handler)
+    def guarded(msg: Message, context: Context) -> Message:
+        try:
+            return handler(msg, context)
+        except TMCError as exc:
+            log.error("error: %s (answering %s)", exc, msg.metadata.message_type)
+            return Message(
+                Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=str(exc)), reply_to=msg
+            )
+
+    return guarded
+
+
 def make_client_app(run_config_overrides: Mapping[str, Any] | None = None) -> ClientApp:
     """A ClientApp; ``run_config_overrides`` stand in for Flower's run config when the
     simulation runs in-process (``tmc simulate``)."""
@@ -169,11 +192,13 @@ def make_client_app(run_config_overrides: Mapping[str, Any] | None = None) -> Cl
         return RecordDict({REPLY: pack(answer)})
 
     @app.query("hello")
+    @_refusing
     def hello(msg: Message, context: Context) -> Message:
         request = unpack(msg.content, INSTRUCTION, HelloRequest)
         return _reply(msg, introduce(context, request))
 
     @app.query("theta0")
+    @_refusing
     def theta0(msg: Message, context: Context) -> Message:
         request = unpack(msg.content, INSTRUCTION, HelloRequest)
         arrays = msg.content.array_records.get(THETA0_ARRAYS)
@@ -184,6 +209,7 @@ def make_client_app(run_config_overrides: Mapping[str, Any] | None = None) -> Cl
         return _reply(msg, introduce(context, request))
 
     @app.query("refused")
+    @_refusing
     def refused(msg: Message, context: Context) -> Message:
         refusal = unpack(msg.content, INSTRUCTION, Refusal)
         runtime.settings(context)  # sets up the node's log
@@ -192,6 +218,7 @@ def make_client_app(run_config_overrides: Mapping[str, Any] | None = None) -> Cl
         return _reply(msg, RecordDict({REPLY: pack(RefusalAck(silo=refusal.silo))}))
 
     @app.train("component")
+    @_refusing
     def train(msg: Message, context: Context) -> Message:
         instruction = unpack(msg.content, INSTRUCTION, TrainInstruction)
         base = runtime.base(context, instruction.base_spec_json, instruction.base_sha256)
@@ -252,6 +279,7 @@ def make_client_app(run_config_overrides: Mapping[str, Any] | None = None) -> Cl
         return _reply(msg, content)
 
     @app.evaluate()
+    @_refusing
     def evaluate_composed(msg: Message, context: Context) -> Message:
         instruction = unpack(msg.content, INSTRUCTION, EvaluateInstruction)
         base = runtime.base(context, instruction.base_spec_json, instruction.base_sha256)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -22,13 +23,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tmc.common.components.component import SILO_PATTERN
 from tmc.common.errors import ConfigError, TMCError
 from tmc.common.schema import StrictModel
 
 EXIT_USAGE = 2
+_ADDRESS = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port>\d{1,5})")
 SUPERNODE = "flower-supernode"
 
 silo_app = typer.Typer(
@@ -44,7 +46,7 @@ def _silo() -> None:
 class SiloStart(StrictModel):
     """A silo node's start request, validated before anything runs."""
 
-    superlink: str = Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$")
+    superlink: str
     silo: str = Field(pattern=SILO_PATTERN)
     data: Path
     root_certificates: Path | None = None
@@ -55,9 +57,20 @@ class SiloStart(StrictModel):
     runtime_port: int | None = Field(None, ge=1, le=65_535)
     max_wait_time: float | None = Field(None, gt=0)
     test_fraction: float | None = Field(None, ge=0.0, lt=1.0)
-    health_server_address: str | None = Field(
-        None, pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$"
-    )
+    health_server_address: str | None = None
+
+    @field_validator("superlink", "health_server_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = _ADDRESS.fullmatch(value)
+        if match is None or not 1 <= int(match["port"]) <= 65_535:
+            raise ValueError(
+                f"expected HOST:PORT (e.g. superlink.example.org:9092 or [::1]:9092, port "
+                f"1 to 65535), got {value!r}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _transport(self) -> SiloStart:

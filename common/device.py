@@ -18,7 +18,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     for CUDA on a machine without it is an error rather than a silent fall-back, so that a
     silo that expects its GPU learns at once that it is not being used.
     """
-    if not _DEVICE_PATTERN.match(name):
+    if not _DEVICE_PATTERN.fullmatch(name):
         raise ConfigError(f"device must be one of auto, cpu, cuda, cuda:N; got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from tmc.common.errors import ConfigError
+
 
 def fsync_directory(directory: Path) -> None:
     """Persist a directory entry (a rename or unlink) across a power loss (POSIX)."""
@@ -38,3 +40,17 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def require_file_destination(path: Path, what: str) -> Path:
+    """``path`` if a file can be written there; else a ConfigError saying why (it is a
+    folder, or a parent is a file), so a caller refuses before doing or recording anything."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ConfigError(
+            f"{what} {path} is a folder: give a file name (e.g. {path / 'model.safetensors'})"
+        )
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"{what} {path} cannot be written: {parent} is a file, not a folder")
+    return path

@@ -66,7 +66,7 @@ class Request(BaseModel):
     @classmethod
     def _silo_names(cls, silos: tuple[str, ...]) -> tuple[str, ...]:
         for name in silos:
-            if not re.match(SILO_PATTERN, name):
+            if not re.fullmatch(SILO_PATTERN, name):
                 raise ValueError(f"silo name {name!r} must match {SILO_PATTERN}")
         if len(set(silos)) != len(silos):
             raise ValueError("silo names must be distinct")
@@ -76,7 +76,7 @@ class Request(BaseModel):
     @classmethod
     def _host_names(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
         for host in hosts:
-            if not _is_ip(host) and not HOST_PATTERN.match(host):
+            if not _is_ip(host) and not HOST_PATTERN.fullmatch(host):
                 raise ValueError(f"{host!r} is neither an IP address nor a DNS name")
         return hosts
 

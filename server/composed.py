@@ -17,11 +17,11 @@ from torch.utils.data import Dataset
 
 from tmc.common.data import LabeledDataset
 from tmc.common.data.inputs import DataSpec, InputSpec, prepare_image, read_image
-from tmc.common.errors import ConfigError, DataError
+from tmc.common.errors import ConfigError, DataError, NotFoundError
 from tmc.common.models import BaseModelSpec, MaterializedBase, from_theta0
 from tmc.common.tangent import TangentModel
 from tmc.server.registry import ModelVersion, Registry
-from tmc.server.registry.model_file import exportable, require_data
+from tmc.server.registry.model_file import require_data
 
 
 @dataclass
@@ -36,7 +36,12 @@ class ComposedModel:
     @classmethod
     def from_registry(cls, registry: Registry, version: int | None = None) -> ComposedModel:
         data = require_data(registry.settings.data, registry.root)
-        chosen = exportable(registry.version(version))
+        chosen = registry.version(version)
+        if chosen.purged:
+            raise NotFoundError(
+                f"version {chosen.number} cannot be loaded: it contained components that were "
+                "forgotten since, so its Δ was deleted (use the current version, or a later one)"
+            )
         spec = BaseModelSpec.model_validate_json(registry.base.spec_json)
         base = from_theta0(spec, registry.theta0(), expected_sha256=registry.base.sha256)
         model = TangentModel(base.network, base.tangent_names)

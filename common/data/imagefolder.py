@@ -1,8 +1,9 @@
 """Images in class folders (``root/train/<class>/*.png``), read the way ImageFolder reads them.
 
 Files are listed like torchvision's ``make_dataset`` (class folders sorted, hidden entries
-skipped, image extensions only, symlinks followed) but without importing torchvision: a
-silo node starts a fresh process per message (docs/notes/flower.md) and torchvision costs seconds.
+skipped, image extensions only), except that links are followed only inside the folder and
+special files are refused, and without importing torchvision: a silo node starts a fresh
+process per message (docs/notes/flower.md) and torchvision costs seconds.
 Images are decoded on read by :func:`common.data.inputs.prepare_image`, so a dataset
 holds only paths and pickles cheaply into DataLoader workers.
 
@@ -13,13 +14,13 @@ whatever the other folders are).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from tmc.common.data.base import LabeledDataset
+from tmc.common.data.folder_walk import FolderWalker
 from tmc.common.data.folders import list_class_dirs, split_dir, train_classes
 from tmc.common.data.inputs import IMAGENET_MEAN, IMAGENET_STD, InputSpec, prepare_image, read_image
 from tmc.common.errors import DataError
@@ -32,33 +33,35 @@ __all__ = [
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
     "ImageFolderDataset",
+    "is_image_name",
     "list_images",
     "load_image_folder",
 ]
 
 
-def list_images(directory: Path, class_folders: Sequence[str]) -> list[tuple[Path, int]]:
+def list_images(
+    directory: Path, class_folders: Sequence[str], *, walker: FolderWalker | None = None
+) -> list[tuple[Path, int]]:
     """``(file, position of its folder in class_folders)`` for every image under
     ``directory/<class>/`` (nested folders included), in ``make_dataset``'s order: folders
-    by path (so a folder's own files, by name, come before its subfolders')."""
+    by path (so a folder's own files, by name, come before its subfolders'). Links are
+    followed only inside ``directory``, each file and folder is read once, and a special
+    file named like an image is refused (see :mod:`common.data.folder_walk`). Pass the
+    ``walker`` of an enclosing folder to list several splits of it as one."""
+    walker = walker or FolderWalker(directory, is_image_name)
     samples: list[tuple[Path, int]] = []
     for index, name in enumerate(class_folders):
         folder = directory / name
-        if not folder.is_dir():
-            continue
-        walked: list[tuple[str, list[str]]] = []
-        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # prunes the walk
-            images = [
-                f
-                for f in filenames
-                if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
-            ]
-            walked.append((dirpath, sorted(images)))
-        # torchvision sorts the walk by the folder's path string, then each folder's files
-        for dirpath, images in sorted(walked):
-            samples.extend((Path(dirpath) / f, index) for f in images)
+        if folder.is_dir():
+            # torchvision sorts the walk by the folder's path string, then each folder's files
+            ordered = sorted(walker.files(folder), key=lambda p: (str(p.parent), p.name))
+            samples.extend((path, index) for path in ordered)
     return samples
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has one of the :data:`IMAGE_EXTENSIONS`."""
+    return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
 class ImageFolderDataset(LabeledDataset):

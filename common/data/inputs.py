@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import re
+import struct
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 
@@ -85,7 +87,7 @@ class DataSpec(StrictModel):
     @field_validator("classes")
     @classmethod
     def _valid_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [name for name in value if not _CLASS_NAME.match(name) or name != name.strip()]
+        bad = [name for name in value if not _CLASS_NAME.fullmatch(name) or name != name.strip()]
         if bad:
             raise ValueError(
                 f"invalid class names {bad[:5]}: 1 to 128 characters, no '/', '\\' or control "
@@ -148,12 +150,48 @@ def normalise(tensor: torch.Tensor, spec: InputSpec) -> torch.Tensor:
     return ((tensor - mean) / std).contiguous()
 
 
+MAX_IMAGE_PIXELS = 8192 * 8192
+"""The most pixels an image file may claim (width × height in its header). A header is
+a few bytes and can claim 100000×100000: decoding that would take tens of gigabytes, so
+a larger claim is refused before any pixel is read."""
+
+# What PIL raises on a malformed file: besides OSError (UnidentifiedImageError) and
+# ValueError, its plugins let SyntaxError, EOFError and struct.error escape on bad headers.
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error)
+
+
+def open_image(path: object) -> Image.Image:
+    """An image file, opened (its header read, not its pixels): a DataError naming the file
+    if it is not an image or claims more than :data:`MAX_IMAGE_PIXELS` pixels."""
+    try:
+        with warnings.catch_warnings():
+            # PIL warns about large claims and raises on huge ones; the cap below decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(str(path))
+    except Image.DecompressionBombError as exc:
+        raise DataError(
+            f"image {path} claims more than the {MAX_IMAGE_PIXELS} pixels an image may have "
+            f"({exc}): a corrupt or hostile file"
+        ) from exc
+    except _DECODE_ERRORS as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from exc
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        image.close()
+        raise DataError(
+            f"image {path} claims {width}×{height} pixels, more than the {MAX_IMAGE_PIXELS} "
+            "an image may have: a corrupt or hostile file"
+        )
+    return image
+
+
 def read_image(path: object) -> Image.Image:
     """An image file, decoded (a DataError naming the file if it is not one)."""
+    image = open_image(path)
     try:
-        image = Image.open(str(path))
         image.load()
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except _DECODE_ERRORS as exc:
+        image.close()
         raise DataError(f"cannot decode image {path}: {exc}") from exc
     return image
 
@@ -173,11 +211,13 @@ __all__ = [
     "GRAY_STD",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "MAX_IMAGE_PIXELS",
     "DataSpec",
     "InputSpec",
     "folder_input",
     "native_channels",
     "normalise",
+    "open_image",
     "prepare_image",
     "read_image",
 ]

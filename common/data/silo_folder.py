@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from tmc.common.data.folder_walk import FolderWalker
 from tmc.common.data.folders import TEST_DIR, TRAIN_DIR, list_class_dirs
-from tmc.common.data.imagefolder import ImageFolderDataset, list_images
-from tmc.common.data.inputs import DataSpec, native_channels
+from tmc.common.data.imagefolder import ImageFolderDataset, is_image_name, list_images
+from tmc.common.data.inputs import DataSpec, native_channels, open_image
 from tmc.common.errors import DataError
 
 _HOLD_OUT_SEED = b"tmc-silo-test-split"
@@ -135,11 +135,8 @@ def _held_out(
 def _channels(files: tuple[tuple[Path, int], ...]) -> tuple[int, ...]:
     found: set[int] = set()
     for path, _ in files:
-        try:
-            with Image.open(path) as image:  # reads the header only
-                found.add(native_channels(image.mode))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read image {path}: {exc}") from exc
+        with open_image(path) as image:  # reads the header only
+            found.add(native_channels(image.mode))
     return tuple(sorted(found))
 
 
@@ -194,9 +191,11 @@ def scan_silo_folder(root: Path, *, test_fraction: float = 0.0) -> SiloFolder:
     test_names = list_class_dirs(test_dir) if test_dir is not None else []
     names = tuple(sorted({n for found in part_names.values() for n in found} | set(test_names)))
     trains: dict[str, list[tuple[Path, int]]] = {}
-    test_files: list[tuple[Path, int]] = list_images(test_dir, names) if test_dir else []
+    # One walk of the whole folder: links stay inside it, no image is in two splits.
+    walker = FolderWalker(root, is_image_name)
+    test_files = list_images(test_dir, names, walker=walker) if test_dir else []
     for name, folder in parts.items():
-        files = list_images(folder, names)
+        files = list_images(folder, names, walker=walker)
         if name and not files:
             raise DataError(f"increment folder {folder} holds no images")
         if test_dir is None and test_fraction:

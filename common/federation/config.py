@@ -8,6 +8,7 @@ An unknown key or a bad value is a :class:`ConfigError` that names it.
 from __future__ import annotations
 
 import copy
+import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +53,21 @@ def _as_in(model: type[StrictModel], name: str, **changes: Any) -> Any:
     for attribute, value in changes.items():
         setattr(field, attribute, value)
     return field
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    """One validation error as ``key: what is wrong (got value)``."""
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        known = FederationConfig.known_keys()
+        close = difflib.get_close_matches(key, known, n=3)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        return f"unknown key {key!r} ({hint}known keys: {', '.join(known)})"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not key:  # a check across keys names them itself
+        return message
+    given = repr(error["input"])
+    return f"{key}: {message} (got {given[:60] + '...' if len(given) > 60 else given})"
 
 
 class FederationConfig(StrictModel):
@@ -169,15 +185,19 @@ class FederationConfig(StrictModel):
     # -- construction ------------------------------------------------------------------------
 
     @classmethod
+    def known_keys(cls) -> tuple[str, ...]:
+        """The run-config keys, hyphenated as in TOML, sorted."""
+        return tuple(sorted(_hyphen(name) for name in cls.model_fields))
+
+    @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> FederationConfig:
-        """Validate Flower's flat run config; unknown keys and bad values name themselves."""
+        """Validate Flower's flat run config; unknown keys and bad values name themselves
+        (an unknown key with the closest known ones, or all of them)."""
         try:
             return cls.model_validate(dict(run_config))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            )
-            raise ConfigError(f"invalid run config: {problems}") from exc
+            problems = "; ".join(_problem(e) for e in exc.errors())
+            raise ConfigError(f"invalid run config: {problems}") from None
 
     def to_run_config(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True)

@@ -115,7 +115,7 @@ def role_for(*, operator: bool, silo: str | None, viewer: bool = False) -> str:
     if operator + viewer + (silo is not None) != 1:
         raise CredentialsError("give exactly one of --operator, --viewer or --silo NAME")
     role = OPERATOR if operator else VIEWER if viewer else f"{SILO_PREFIX}{silo}"
-    if not re.match(ROLE_PATTERN, role):
+    if not re.fullmatch(ROLE_PATTERN, role):
         raise CredentialsError(
             f"{silo!r} is not a valid silo name (letters, digits, '.', '_', '-'; at most 64)"
         )
@@ -232,7 +232,7 @@ class Authenticator:
         self.path = path
         self._lock = threading.Lock()
         self._entries: tuple[TokenEntry, ...] = ()
-        self._seen: tuple[int, int, int] | None = None
+        self._seen: tuple[int, ...] | None = None
         self._failure: CredentialsError | None = None
         self._reload()
         if self._failure is not None:
@@ -244,7 +244,8 @@ class Authenticator:
         except OSError:
             key = None
         else:
-            key = (info.st_ino, info.st_mtime_ns, info.st_size)
+            # ctime and mode too: a chmod changes neither the content nor the mtime
+            key = (info.st_ino, info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_mode)
         if key is not None and key == self._seen and self._failure is None:
             return
         try:
@@ -293,6 +294,6 @@ def _bearer_token(metadata: Sequence[tuple[str, str | bytes]]) -> str:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise UnauthenticatedError("the authorization header must read 'Bearer <token>'")
-    if len(token) > MAX_TOKEN_CHARS or not _TOKEN_CHARS.match(token):
+    if len(token) > MAX_TOKEN_CHARS or not _TOKEN_CHARS.fullmatch(token):
         raise UnauthenticatedError("the token is malformed (printable ASCII, at most 512)")
     return token

@@ -24,6 +24,7 @@ from tmc.common.components.component import SHA256_PATTERN, SILO_PATTERN
 from tmc.common.errors import AuthError, IntegrityError, NotFoundError, TMCError
 from tmc.server.admin import convert
 from tmc.server.admin.auth import Authenticator, Principal
+from tmc.server.admin.decoding import TolerantRegistrar
 from tmc.server.admin.errors import (
     CredentialsError,
     PermissionDeniedError,
@@ -81,7 +82,7 @@ def _shown(value: str) -> str:
 
 
 def _check_silo(value: str, what: str = "silo") -> str:
-    if not _SILO.match(value):
+    if not _SILO.fullmatch(value):
         raise RequestError(
             f"{what} {_shown(value)} is not a valid silo name (letters, digits, '.', '_', '-'; "
             "1 to 64 characters, not starting with a punctuation mark)"
@@ -181,7 +182,7 @@ class RegistryAdminService(pb_grpc.RegistryAdminServicer):
                 )
             else:
                 component_id = request.component_id
-                if not _SHA256.match(component_id):
+                if not _SHA256.fullmatch(component_id):
                     raise RequestError(
                         f"component_id {_shown(component_id)} is not 64 lowercase hex digits"
                     )
@@ -296,4 +297,5 @@ class RegistryAdminService(pb_grpc.RegistryAdminServicer):
 
 
 def add_to_server(service: RegistryAdminService, server: Any) -> None:
-    pb_grpc.add_RegistryAdminServicer_to_server(service, server)
+    """Serve ``service`` on ``server``; a request that does not parse is INVALID_ARGUMENT."""
+    pb_grpc.add_RegistryAdminServicer_to_server(service, TolerantRegistrar(server))

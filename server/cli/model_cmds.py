@@ -8,10 +8,10 @@ from typing import Annotated, Any
 import torch
 import typer
 
-from tmc.common.data import DatasetSpec, load_dataset
+from tmc.common.data import DatasetSpec, load_test_set
 from tmc.common.data.spec import DatasetName
 from tmc.common.errors import ConfigError
-from tmc.common.files import atomic_write_bytes
+from tmc.common.files import atomic_write_bytes, require_file_destination
 from tmc.common.training import predict_logits, score_logits
 from tmc.server.cli.admin_cmds import (
     CaCertOption,
@@ -105,6 +105,7 @@ def compose(
     """Write the composed Δ of the active components (optionally without some silos).
     The file is byte-identical to any other composition of the same components."""
     with handle_errors(as_json=as_json), Registry.open(registry, actor="cli") as opened:
+        require_file_destination(out, "--out")
         sha = opened.export(out, exclude_silos=exclude_silo or (), actor="cli")
         _report_file(out, sha, as_json)
 
@@ -138,6 +139,7 @@ def export(
                 "--version applies to the full model; --delta-only exports the composition "
                 "of the active components (drop one of the two)"
             )
+        require_file_destination(out, "--out")  # before anything is exported or audited
         with open_target(registry, remote) as opened:
             if not isinstance(opened, Registry):
                 sha = opened.export(out) if delta_only else opened.export_model(out, version)
@@ -183,7 +185,8 @@ def evaluate_command(
     classes are mapped onto the federation's by name."""
     with handle_errors(as_json=as_json), Registry.open(registry, actor="cli") as opened:
         composed = ComposedModel.from_registry(opened, version)
-        source = load_dataset(DatasetSpec(name=dataset, root=dataset_root), train=False)
+        # Read with the federation's input spec: an image folder at the size it was trained at.
+        source = load_test_set(DatasetSpec(name=dataset, root=dataset_root), composed.data)
         test_set = FederationLabels(source, composed.data, where=f"the {dataset} test split")
         logits, labels = predict_logits(composed.model, test_set)
         scores = score_logits(logits, labels)

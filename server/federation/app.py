@@ -15,6 +15,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from tmc.common.data import DataSpec, LabeledDataset, load_test_set
+from tmc.common.errors import TMCError
 from tmc.common.federation.config import FederationConfig
 from tmc.common.models import BaseModelSpec, MaterializedBase, from_theta0, materialize
 from tmc.server.federation.continual import run_continually
@@ -132,17 +133,26 @@ def make_server_app(
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        if config is None:  # run by Flower (flwr-serverapp): show progress in `flwr run --stream`
-            stream_project_logs()
-        effective = config or FederationConfig.from_run_config(context.run_config)
-        run_federation(
-            grid,
-            effective,
-            run_id=context.run_id,
-            on_round=on_round,
-            stop=stop,
-            lock_held=lock_held,
-        )
+        if config is not None:  # in-process: the caller reports its own errors
+            run_federation(
+                grid,
+                config,
+                run_id=context.run_id,
+                on_round=on_round,
+                stop=stop,
+                lock_held=lock_held,
+            )
+            return
+        # Run by Flower (flwr-serverapp): progress and refusals go to `flwr run --stream`.
+        stream_project_logs()
+        try:
+            effective = FederationConfig.from_run_config(context.run_config)
+            run_federation(grid, effective, run_id=context.run_id, on_round=on_round, stop=stop)
+        except TMCError as exc:
+            # The reason in one line first; re-raised so that Flower marks the run failed
+            # (without the chained cause, whose traceback told nothing more).
+            log.error("error: %s", exc)
+            raise exc.with_traceback(None) from None
 
     return app
 

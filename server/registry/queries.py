@@ -15,7 +15,7 @@ import torch
 
 from tmc.common.components import Component, Delta, Weighting
 from tmc.common.errors import NotFoundError
-from tmc.common.files import atomic_write_bytes
+from tmc.common.files import atomic_write_bytes, require_file_destination
 from tmc.common.hashing import tensors_sha256
 from tmc.server.registry.blobs import BlobStore, sha256_hex
 from tmc.server.registry.entities import (
@@ -188,7 +188,7 @@ class RegistryReader:
         self, path: Path | str, *, exclude_silos: Iterable[str] = (), actor: str = "admin"
     ) -> str:
         """Write :meth:`export_bytes` to ``path`` atomically (0o600); returns its sha256."""
-        path = Path(path)
+        path = require_file_destination(Path(path), "export destination")
         data = self._export(exclude_silos, actor, destination=str(path))
         atomic_write_bytes(path, data, mode=0o600)
         return sha256_hex(data)
@@ -216,7 +216,7 @@ class RegistryReader:
         self, path: Path | str, version: int | None = None, *, actor: str = "admin"
     ) -> str:
         """Write :meth:`export_model_bytes` to ``path`` atomically (0o600); returns its sha256."""
-        path = Path(path)
+        path = require_file_destination(Path(path), "export destination")
         data = self._export_model(version, actor, destination=str(path))
         atomic_write_bytes(path, data, mode=0o600)
         return sha256_hex(data)

@@ -78,6 +78,11 @@ class SQLiteMetadataStore(MetadataStore):
                     for statement in convert.DDL:
                         self._conn.execute(statement)
             self._check_schema()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            if isinstance(exc, sqlite3.OperationalError):  # locked, busy: not about the file
+                raise
+            raise RegistryError(f"{path} is not a registry database (SQLite: {exc})") from exc
         except BaseException:
             self._conn.close()
             raise

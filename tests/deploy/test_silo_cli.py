@@ -121,3 +121,27 @@ def test_an_image_folder_silo_and_its_options(keys: Path, tmp_path: Path) -> Non
     (tmp_path / "empty" / "cat").mkdir(parents=True)
     with pytest.raises(ConfigError, match="holds no training images"):
         check(_start(tmp_path / "empty", keys))
+
+
+@pytest.mark.parametrize("address", ["nohost", "host:", "host:99999", "a b:1", "host:9092\n"])
+def test_a_bad_superlink_address_says_host_port(address: str, silo_dir: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "silo",
+            "start",
+            "--superlink",
+            address,
+            "--silo",
+            "silo-0",
+            "--data",
+            str(silo_dir),
+            "--insecure",
+            "--print-command",
+        ],
+    )
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: --superlink: expected HOST:PORT")
+    assert "^(" not in lines[0]  # no regular expression shown to the user

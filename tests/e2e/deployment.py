@@ -34,6 +34,43 @@ RUN_CONFIG = (
 )
 
 
+# What one silo node's process does for a train message, timed in a fresh interpreter:
+# import the ClientApp, read the silo's export, load θ0 from the cache, train increment 0.
+_STEP_SCRIPT = """
+import sys, time
+from pathlib import Path
+start = time.perf_counter()
+import tmc.client.app
+from tmc.common.data import load_silo_dir
+from tmc.common.federation.config import FederationConfig
+from tmc.common.models import BaseModelSpec, materialize
+from tmc.common.tangent import TangentModel
+from tmc.common.training import train_tangent
+silo = load_silo_dir(Path(sys.argv[1]))
+base = materialize(BaseModelSpec.builtin_digits())
+config = FederationConfig.from_run_config({"epochs": int(sys.argv[2])}).train_config()
+train_tangent(TangentModel(base.network, base.tangent_names), silo.shard(0), config)
+print(f"step-seconds {time.perf_counter() - start:.3f}")
+"""
+ROUND_STEPS = 6.0
+"""A round timeout is this many measured node steps: a round sends hello, θ0 and train
+messages (a fresh process each), and the nodes share the machine's cores."""
+ROUND_FLOOR_S = 30.0
+WAIT_STEPS = 20.0
+"""A wait for processes to get somewhere (nodes online, θ0 received, a run finished) is a
+hang guard: this many measured node steps, at least its idle-machine figure."""
+
+
+def round_timeout(step_s: float) -> float:
+    """The round timeout for a machine whose node step took ``step_s`` seconds."""
+    return max(ROUND_FLOOR_S, ROUND_STEPS * step_s)
+
+
+def patience(step_s: float, floor_s: float) -> float:
+    """How long to wait for something that takes ``floor_s`` on an idle machine."""
+    return max(floor_s, WAIT_STEPS * step_s)
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where one deployment keeps its files."""
@@ -74,6 +111,20 @@ def in_parallel(group: Processes, jobs: dict[str, list[str]], timeout: float) ->
             raise ProcessError(f"{process.describe()}") from exc
         if process.popen.returncode != 0:
             raise ProcessError(f"{process.name} failed: {process.describe()}")
+
+
+def measure_node_step(group: Processes, layout: Layout, silo: str, *, epochs: int) -> float:
+    """Seconds one node step takes on this machine now (loaded or not): a fresh
+    interpreter importing the ClientApp and training ``silo``'s first increment."""
+    _, output = group.run(
+        f"measure-step-{silo}",
+        [sys.executable, "-c", _STEP_SCRIPT, str(layout.data / silo), str(epochs)],
+        timeout=1800,  # a hang guard only: what it measures sets the timeouts
+    )
+    found = re.search(r"step-seconds ([0-9.]+)", output)
+    if found is None:
+        raise ProcessError(f"the node step measurement printed no time: {output[-500:]}")
+    return float(found.group(1))
 
 
 def prepare(

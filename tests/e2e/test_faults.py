@@ -22,10 +22,13 @@ import pytest
 from tests.e2e.deployment import (
     REPO,
     Layout,
+    measure_node_step,
     node_status,
     online_nodes,
+    patience,
     prepare,
     register_silos,
+    round_timeout,
     start_server_side,
     start_silo,
     tool,
@@ -34,7 +37,8 @@ from tests.processes import Managed, Processes, command_line, free_port, tagged,
 from tmc.common.models import MaterializedBase
 from tmc.server.registry import Registry
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
+# A hang guard for the whole test; every wait inside follows from a measured node step.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 SILOS = ("silo-0", "silo-1", "silo-2")
 CONFIG = (
@@ -70,8 +74,8 @@ def _flwr_run(group: Processes, layout: Layout, name: str, **values: object) -> 
     )
 
 
-def _finish(run: Managed, timeout: float = 420) -> str:
-    run.popen.wait(timeout=timeout)
+def _finish(run: Managed, step: float) -> str:
+    run.popen.wait(timeout=patience(step, 420))
     return run.tail(60)
 
 
@@ -87,29 +91,34 @@ def test_faults_in_a_real_deployment(
     group = processes
     port = free_port()
     prepare(group, layout, port, silos=SILOS, extra_keys=(), increments=3)
+    # Timeouts follow from how fast this machine is now (a loaded 2-core machine took
+    # several times longer than an idle one): one node step, measured before the nodes run.
+    step = measure_node_step(group, layout, "silo-0", epochs=2)
     superlink = start_server_side(group, layout, port)
     node_ids = register_silos(group, layout, SILOS)
     nodes = {s: start_silo(group, layout, port, key_of=s, data_of=s) for s in SILOS}
     wait_until(
         lambda: len(online_nodes(group)) >= 3,
-        timeout=180,
+        timeout=patience(step, 180),
         what="three silo nodes online",
         watch=[superlink, *nodes.values()],
         interval=1.0,
     )
 
-    # 1. silo-2's node dies while the round trains: once it holds θ0, train is next.
-    run = _flwr_run(group, layout, "run-1", min_silos=3, timeout=30)
+    # 1. silo-2's node dies while the round trains: once it holds θ0, train is next. The
+    # round waits for it until the timeout, which must not be so short that a healthy silo
+    # on a loaded machine misses it: it follows from the node step measured above.
+    run = _flwr_run(group, layout, "run-1", min_silos=3, timeout=round_timeout(step))
     theta0 = layout.root / "cache-silo-2" / "theta0"
     wait_until(
         lambda: theta0.is_dir() and any(theta0.glob("*.safetensors")),
-        timeout=240,
+        timeout=patience(step, 240),
         what="silo-2 to receive θ0",
         watch=[run, nodes["silo-2"]],
     )
     time.sleep(1.0)
     _kill_group(nodes["silo-2"])
-    output = _finish(run)
+    output = _finish(run, step)
     records = _records(layout)
     assert [(s, i, r) for s, i, r, _ in records] == [("silo-0", 0, 1), ("silo-1", 0, 1)], output
     rejected = dict(_rejections(layout))
@@ -120,7 +129,7 @@ def test_faults_in_a_real_deployment(
     # once the SuperLink has seen it go (a key is active on one node at a time).
     wait_until(
         lambda: node_status(group, node_ids["silo-2"]) != "online",
-        timeout=300,
+        timeout=patience(step, 300),
         what="the SuperLink to mark silo-2's dead node offline",
         interval=5.0,
     )
@@ -134,12 +143,14 @@ def test_faults_in_a_real_deployment(
         lambda: (
             node_status(group, node_ids["silo-2"]) == "online" and len(online_nodes(group)) >= 3
         ),
-        timeout=180,
+        timeout=patience(step, 180),
         what="all three nodes online after the restarts",
         watch=[superlink, *nodes.values()],
         interval=1.0,
     )
-    output = _finish(_flwr_run(group, layout, "run-2", min_silos=3, timeout=300))
+    # Runs 2 to 4 lose no silo: a long round timeout costs nothing there.
+    healthy = patience(step, 300)
+    output = _finish(_flwr_run(group, layout, "run-2", min_silos=3, timeout=healthy), step)
     records = _records(layout)
     assert first_ids <= {c for *_, c in records}, output  # nothing lost or retrained
     assert [(s, i, r) for s, i, r, _ in records] == [
@@ -152,10 +163,10 @@ def test_faults_in_a_real_deployment(
 
     # 4. The ServerApp dies once the round has committed a component; a new run goes on.
     before = len(records)
-    run = _flwr_run(group, layout, "run-3", min_silos=3, timeout=300)
+    run = _flwr_run(group, layout, "run-3", min_silos=3, timeout=healthy)
     wait_until(
         lambda: len(_records(layout)) > before,
-        timeout=300,
+        timeout=patience(step, 300),
         what="a component committed in round 3",
         watch=[run],
     )
@@ -172,7 +183,7 @@ def test_faults_in_a_real_deployment(
     assert len(kept) > before
     with Registry.open(layout.registry, actor="fault-test") as registry:
         assert registry.verify().ok  # what was committed before the kill is intact
-    output = _finish(_flwr_run(group, layout, "run-4", min_silos=3, timeout=300))
+    output = _finish(_flwr_run(group, layout, "run-4", min_silos=3, timeout=healthy), step)
     final = _records(layout)
     assert {c for *_, c in kept} <= {c for *_, c in final}, output
     silo2 = [0, 1] + ([2] if ("silo-2", 1) in {(s, i) for s, i, _, _ in kept} else [])

@@ -243,3 +243,51 @@ def test_tokens_never_appear_in_logs(
     for token in (tokens.operator, tokens.silo0, tokens.silo1, wrong):
         assert token not in caplog.text  # ...without any token
         assert token[4:20] not in caplog.text
+
+
+def test_a_silo_name_with_a_trailing_newline_is_invalid_not_unknown(
+    root: Path, stub: Any, tokens: Tokens
+) -> None:
+    before = snapshot(root)
+    for method, request, expected in [
+        (stub.ListComponents, pb.ListComponentsRequest(silo="silo-1\n"), "not a valid silo"),
+        (stub.Forget, pb.ForgetRequest(silo="silo-1\n"), "not a valid silo"),
+        (stub.Forget, pb.ForgetRequest(component_id="f" * 64 + "\n"), "64 lowercase hex"),
+    ]:
+        error = _code(method, request, tokens.operator)
+        assert error.code() == Code.INVALID_ARGUMENT, error.details()
+        assert expected in error.details()
+    assert snapshot(root) == before
+
+
+def test_an_undecodable_request_is_invalid_argument(
+    root: Path, server: AdminServer, pki: Pki, tokens: Tokens
+) -> None:
+    before = snapshot(root)
+    credentials = grpc.ssl_channel_credentials(pki.ca_cert.read_bytes())
+    metadata = [("authorization", f"Bearer {tokens.operator}")]
+    with grpc.secure_channel(f"127.0.0.1:{server.port}", credentials) as channel:
+        for method in ("Forget", "Export"):
+            path = f"/tmc.admin.v1.RegistryAdmin/{method}"
+            call = channel.unary_stream(path) if method == "Export" else channel.unary_unary(path)
+            with pytest.raises(grpc.RpcError) as raised:
+                _invoke(call, b"\xff\xff\xff\xff", metadata)
+            assert raised.value.code() == Code.INVALID_ARGUMENT, raised.value.details()
+            assert f"not a valid {method} message" in raised.value.details()
+    assert snapshot(root) == before
+
+
+def test_credentials_made_world_readable_while_serving_are_refused(
+    tokens: Tokens, connect: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = connect(tokens.operator)
+    assert client.list_components()
+    tokens.path.chmod(0o644)  # content and mtime unchanged: only the mode says so
+    with (
+        caplog.at_level(logging.ERROR, logger="tmc.server.admin"),
+        pytest.raises(UnavailableError, match="cannot read its credentials file"),
+    ):
+        client.list_components()
+    assert any("chmod 600" in record.getMessage() for record in caplog.records)
+    tokens.path.chmod(0o600)
+    assert client.list_components()

@@ -6,6 +6,7 @@ re-cut or changed data."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,31 @@ def test_a_silo_exported_with_other_settings_is_refused(
         recorded = registry.settings.partition
     assert recorded is not None
     assert recorded.partition.num_silos == 3
+
+
+@pytest.mark.timeout(120)
+def test_a_hostile_folder_is_refused_in_one_line_and_the_round_goes_on(
+    tmp_path: Path, image_base: MaterializedBase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A folder that turned hostile after ``tmc silo start`` checked it (a FIFO named like
+    an image): the node answers hello with the one-line reason, the server refuses it with
+    that reason in the audit log, and the other silo trains."""
+    root = tmp_path / "silos"
+    write_images(root / "silo-a", {"dog": 3, "cat": 3}, seed=1)
+    write_images(root / "silo-b", {"fish": 3, "bird": 3}, seed=2)
+    os.mkfifo(root / "silo-a" / "cat" / "scan.png")
+    config = _config(tmp_path)
+    caplog.set_level(logging.ERROR, logger="tmc.client.app")
+    summary = _run(config, _grid(config, tmp_path, {p.name: p for p in root.iterdir()}), image_base)
+    assert summary.accepted_silos == ("silo-b",)
+    (refusal,) = summary.rejected
+    assert "scan.png is named like an image but is a FIFO" in refusal.reason
+    with Registry.open(config.registry_path) as registry:
+        reasons = [
+            str(e.details.get("reason")) for e in registry.audit_log() if e.action == "reject"
+        ]
+    assert any("FIFO" in reason for reason in reasons)
+    lines = [r for r in caplog.records if "FIFO" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].exc_info is None
+    assert "\n" not in lines[0].getMessage()
