@@ -12,11 +12,14 @@ started by ``tmc silo start`` on plain image folders; ``flwr run``; the admin AP
    refused by the SuperLink.
 2. The composed model predicts class names.
 3. The operator forgets one silo over the admin API (an unauthenticated call and a bogus
-   token are refused); the next run refuses that silo as forgotten; the operator readmits
+   token are refused); ``tmc serve``'s next answer no longer holds its components; the
+   forget's signed receipt verifies offline (``tmc receipt verify``); the next run refuses
+   that silo as forgotten; the operator readmits
    it over the admin API; the run after that trains it again.
 4. A continual run (``rounds=0``, started once with ``flwr run``) idles while no silo has
    anything new; a new increment dropped into silo-a's folder is trained and composed
-   without any command, and silo-b (nothing new) gets no training message; a forget over
+   without any command, and ``tmc serve`` follows to the new version; silo-b (nothing new)
+   gets no training message; a forget over
    the admin API is refused at the next check; ``flwr stop`` ends the run. The registry
    verifies.
 
@@ -31,8 +34,10 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -146,6 +151,35 @@ def _history_rounds(layout: Layout) -> list[int]:
     return [h.round for h in read_history(layout.registry)]
 
 
+def _get(port: int, path: str, token: str | None = None, body: bytes | None = None) -> Any:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(
+        f"http://{HOST}:{port}{path}", data=body, headers=headers, method="POST" if body else "GET"
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return _get(port, "/healthz").get("status") == "ok"
+    except (OSError, ValueError):
+        return False
+
+
+def _served_model(port: int, token: str) -> Callable[[], dict[str, Any]]:
+    """GET /v1/model of ``tmc serve``: the version and component ids it answers from."""
+    return lambda: _get(port, "/v1/model", token)
+
+
+def _predict(port: int, token: str) -> dict[str, Any]:
+    """One POST /v1/predict of a blank 3×8×8 image: the answer names its version and ids."""
+    body = json.dumps({"inputs": [[[[0.0] * 8] * 8] * 3]}).encode()
+    return _get(port, "/v1/predict", token, body)  # type: ignore[no-any-return]
+
+
 def _count_logged(node: Managed, text: str) -> int:
     return node.log.read_text(errors="replace").count(text)
 
@@ -249,6 +283,29 @@ def test_silos_with_their_own_data_forget_and_readmit(
         ],
     )
     wait_for_port(HOST, admin_port, timeout=120, watch=[admin])
+    # The live model, from the same registry and the admin API's tokens (HTTP on loopback).
+    serve_port = free_port()
+    served = group.start(
+        "serve",
+        [
+            tool("tmc"),
+            "serve",
+            "--registry",
+            str(layout.registry),
+            "--credentials",
+            str(admin_tls / "credentials.json"),
+            "--host",
+            HOST,
+            "--port",
+            str(serve_port),
+        ],
+    )
+    operator_token = (layout.credentials / "operator.token").read_text().strip()
+    model = _served_model(serve_port, operator_token)
+    wait_until(
+        lambda: _healthy(serve_port), timeout=120, what="tmc serve's /healthz", watch=[served]
+    )
+    assert set(model()["component_ids"]) == {c for ids in first.values() for c in ids}
     assert call_without_token(admin_port, admin_tls / "ca.crt") == grpc.StatusCode.UNAUTHENTICATED
     bogus = tmp_path / "bogus.token"
     bogus.write_text("tmc_not-a-real-token\n")
@@ -263,12 +320,52 @@ def test_silos_with_their_own_data_forget_and_readmit(
     assert status == 2, answer
     assert json.loads(answer[answer.index("{") :])["error"] == "UnauthenticatedError", answer
     reason = "e2e: withdrew consent"
+    receipt = tmp_path / "forget-receipt.json"
     group.run(
         "forget",
-        [tool("tmc"), "forget", "--silo", "silo-a", "--reason", reason, *remote, *operator],
+        [
+            tool("tmc"),
+            "forget",
+            "--silo",
+            "silo-a",
+            "--reason",
+            reason,
+            *remote,
+            *operator,
+            "--receipt-out",
+            str(receipt),
+        ],
         timeout=120,
     )
+    forgot_at = time.monotonic()
     assert components(layout)() == {"silo-b": first["silo-b"]}
+    # The served model's next answer already holds none of silo-a's components.
+    answer_ids = set(_predict(serve_port, operator_token)["component_ids"])
+    answered_within = time.monotonic() - forgot_at
+    assert answer_ids == set(first["silo-b"]), answer_ids
+    assert not answer_ids & set(first["silo-a"])
+    # The bound is the first answer after the forget returned, asserted on its ids; the
+    # time it took is recorded, not asserted (a loaded machine's timings are noise).
+    record_property("forget_to_served_answer_s", round(answered_within, 3))
+    # The receipt the admin API returned checks offline against the server's key and the
+    # registry: signature, proofs of absence, the new version recomposed without silo-a.
+    status, checked = group.run(
+        "receipt-verify",
+        [
+            tool("tmc"),
+            "receipt",
+            "verify",
+            str(receipt),
+            "--registry",
+            str(layout.registry),
+            "--json",
+        ],
+        timeout=120,
+    )
+    report = json.loads(checked[checked.index("{") :])
+    assert report["ok"] is True, report
+    assert report["key_pinned"] is True, report
+    assert sorted(report["removed"]) == sorted(first["silo-a"]), report
 
     # Run 2: silo-a's node still runs, but the silo is refused as forgotten.
     _flwr_run(group, layout, "flwr-run-2", min_silos=2, federated=False)
@@ -325,9 +422,14 @@ def test_silos_with_their_own_data_forget_and_readmit(
     version_with_a, _ = _current_version(layout)
     assert version_with_a > version_before
     assert _count_logged(nodes["silo-b"], "silo silo-b: training increment") == trained_b
-    # SERVE (lead, after merging `tmc serve`): start `tmc serve --registry layout.registry`
-    # here; assert GET /v1/model's version becomes version_with_a and its
-    # component_ids hold grown[1].id (the served model's version changed, no command).
+    # The served model follows, with no command: the new version, silo-a's new component.
+    wait_until(
+        lambda: model()["version"] == version_with_a,
+        timeout=30,
+        what="tmc serve to pick up the continual run's new version",
+        interval=0.25,
+    )
+    assert grown[1].id in model()["component_ids"]
 
     refused_before = len(rejections(layout).get("silo-a", []))  # before: the run is quick
     group.run(
@@ -335,8 +437,13 @@ def test_silos_with_their_own_data_forget_and_readmit(
         [tool("tmc"), "forget", "--silo", "silo-a", "--reason", "e2e: again", *remote, *operator],
         timeout=120,
     )
-    # SERVE: within 2 s of the forget returning, POST /v1/predict's component ids hold
-    # none of silo-a's ids (measured, asserted on the ids; see the issue).
+    forgot_at = time.monotonic()
+    answer_ids = set(_predict(serve_port, operator_token)["component_ids"])
+    answered_within = time.monotonic() - forgot_at
+    assert not answer_ids & {r.id for r in grown.values()}, answer_ids
+    # The bound is the first answer after the forget returned, asserted on its ids; the
+    # time it took is recorded, not asserted (a loaded machine's timings are noise).
+    record_property("forget_to_served_answer_continual_s", round(answered_within, 3))
     wait_until(
         lambda: len(rejections(layout).get("silo-a", [])) > refused_before,
         timeout=240,
