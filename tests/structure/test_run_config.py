@@ -93,6 +93,7 @@ def test_simulate_without_options_runs_the_declared_defaults(
     assert _differences(config) == {
         "registry": (DEFAULTS["registry"], str(tmp_path / "reg")),
         "min-silos": (DEFAULTS["min-silos"], DEFAULTS["num-silos"]),
+        "round-interval": (DEFAULTS["round-interval"], 1.0),
     }
 
 
@@ -128,6 +129,8 @@ def _every_key(tmp_path: Path) -> dict[str, object]:
         "base-weights": "init",
         "tangent": "last-stage",
         "rounds": 3,
+        "round-interval": 2.5,
+        "max-idle-rounds": 4,
         "min-silos": 2,
         "wait-seconds": 5.0,
         "hello-timeout": 6.0,

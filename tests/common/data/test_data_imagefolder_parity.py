@@ -27,8 +27,10 @@ def folder(tmp_path: Path) -> Path:
     (root / "dog" / "UPPER.PNG").write_bytes((root / "dog" / "0.png").read_bytes())
     (root / "dog" / "notes.txt").write_text("not an image")
     (root / "dog" / "Z.JpEg").write_bytes((root / "dog" / "0.png").read_bytes())
-    write_images(tmp_path / "elsewhere", {"fish": 2}, seed=3)
-    (root / "bird" / "linked").symlink_to(tmp_path / "elsewhere" / "fish")
+    # a linked folder, inside the silo's folder (links leading out are refused: see
+    # test_data_folder_hostile); its hidden home is not listed itself
+    write_images(root / ".store", {"fish": 2}, seed=3)
+    (root / "bird" / "linked").symlink_to(root / ".store" / "fish")
     # hidden entries: torchvision lists them, this project does not
     write_images(root / "cat" / ".ipynb_checkpoints", {"horse": 1}, seed=4)
     (root / "cat" / ".hidden.png").write_bytes((root / "cat" / "0.png").read_bytes())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -170,6 +170,19 @@ def test_a_silo_forgotten_during_the_run_is_refused_at_the_next_check(
     assert str(refusals[0].details["reason"]).startswith("forgotten on ")
 
 
+@pytest.fixture
+def default_sigterm() -> Iterator[None]:
+    """SIGTERM with its default disposition during the test: a handler left by code run
+    earlier in this process (Ray's driver installs one that exits with 143) would be
+    passed the signal on when the run ends, as a real process's handler should be."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.usefixtures("default_sigterm")
 def test_sigterm_during_a_round_ends_the_run_after_its_commits(
     make_config: Callable[..., FederationConfig],
     make_grid: Callable[..., FakeGrid],

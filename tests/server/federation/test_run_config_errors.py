@@ -32,7 +32,7 @@ def test_a_bad_value_names_the_key_and_the_value() -> None:
     with pytest.raises(ConfigError) as caught:
         FederationConfig.from_run_config({"rounds": -1, "lr": "fast"})
     message = str(caught.value)
-    assert "rounds: Input should be greater than or equal to 1 (got -1)" in message
+    assert "rounds: Input should be greater than or equal to 0 (got -1)" in message
     assert "lr: " in message
     assert "(got 'fast')" in message
 

@@ -21,10 +21,10 @@ def _state(registry: Registry) -> tuple[object, ...]:
 def test_a_forget_that_would_remove_other_components_changes_nothing(
     registry: Registry,
 ) -> None:
-    shown = [registry.add(make_component("silo-a", seed)).id for seed in (1, 2)]
+    shown = [registry.add(make_component("silo-a", s, increment=s)).id for s in (1, 2)]
     registry.add(make_component("silo-b", 3))
     registry.commit_version()
-    late = registry.add(make_component("silo-a", 4, increment=1)).id  # after the page
+    late = registry.add(make_component("silo-a", 4, increment=3)).id  # after the page
     before = _state(registry)
     with pytest.raises(ForgetChangedError, match="would now remove 3 component"):
         registry.forget(silo="silo-a", actor="operator", expected=shown)

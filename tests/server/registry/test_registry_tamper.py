@@ -135,6 +135,8 @@ CASES: dict[str, tuple[Tamper, str]] = {
     ),
     "component row: classes": (_sql("UPDATE components SET classes = '[7]'"), "classes"),
     "component row: task": (_sql("UPDATE components SET task = 'other'"), "task"),
+    # equal within rounding is equal (thread counts change the sum's last bits); not more
+    "component row: norm": (_sql("UPDATE components SET norm = norm * 1.000001"), "norm"),
     "component row: fingerprint": (
         _sql(f"UPDATE components SET data_fingerprint = '{'e' * 64}'"),
         "data_fingerprint",
