@@ -32,7 +32,7 @@ from tmc.server.dashboard.forms import ForgetForm, LoginForm, LogoutForm, Readmi
 from tmc.server.dashboard.plans import carry_out_forget, forget_plan, readmit_plan
 from tmc.server.dashboard.session import COOKIE, Sessions
 from tmc.server.dashboard.templating import STYLESHEET, environment, render
-from tmc.server.dashboard.views import silo_rows, version_silos
+from tmc.server.dashboard.views import silo_rows, silo_summary, silo_values, version_silos
 from tmc.server.federation import read_history
 from tmc.server.registry import Registry
 
@@ -160,6 +160,18 @@ def create_app(registry: Registry, sessions: Sessions, *, secure_cookie: bool = 
             rows=silo_rows(registry, history),
             last_round=history[-1] if history else None,
             current=registry.current_version(),
+        )
+
+    @app.get("/silos/{silo}")
+    def silo(request: Request, silo: SiloName) -> HTMLResponse:
+        board.principal(request)
+        return board.page(
+            request,
+            "silo.html",
+            title=f"Silo {silo}",
+            page="/silos",
+            summary=silo_summary(registry, silo),
+            values=silo_values(registry, silo),
         )
 
     @app.get("/versions")
