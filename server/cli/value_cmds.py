@@ -41,7 +41,9 @@ def value(
     dataset: Annotated[
         DatasetName, typer.Option(help="value on this dataset's test split")
     ] = "digits",
-    dataset_root: Annotated[Path | None, typer.Option(help="for cifar/imagefolder")] = None,
+    dataset_root: Annotated[
+        Path | None, typer.Option(help="for cifar/imagefolder (with --server: on the server)")
+    ] = None,
     version: Annotated[
         int | None, typer.Option(min=1, help="a past version (default: current)")
     ] = None,
