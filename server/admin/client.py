@@ -33,6 +33,7 @@ from tmc.server.registry import (
     SiloSummary,
     StatusFilter,
 )
+from tmc.server.valuation import ForgetPreview, Valuation
 
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 _ERRORS: dict[grpc.StatusCode, Callable[[str], TMCError]] = {
@@ -214,6 +215,45 @@ class AdminClient:
         data = self.export_bytes(exclude_silos=exclude_silos)
         atomic_write_bytes(Path(path), data, mode=0o600)
         return hashlib.sha256(data).hexdigest()
+
+    def value(
+        self,
+        *,
+        version: int | None = None,
+        dataset: str = "digits",
+        dataset_root: Path | str | None = None,
+        samples: int | None = None,
+        seed: int = 0,
+    ) -> Valuation:
+        """Each silo's values of ``version`` (the current one by default) on the server's
+        test split of ``dataset``, as :func:`~tmc.server.valuation.value_version` answers
+        locally (operator token)."""
+        request = pb.ValueRequest(
+            version=version,
+            dataset=dataset,
+            dataset_root=None if dataset_root is None else str(dataset_root),
+            samples=samples,
+            seed=seed,
+        )
+        response = self._unary("Value", request)
+        if response.WhichOneof("result") != "valuation_json":
+            raise AdminAPIError(f"the admin API at {self.address} answered no valuation")
+        return Valuation.model_validate_json(response.valuation_json)
+
+    def preview_forget(
+        self, silo: str, *, dataset: str = "digits", dataset_root: Path | str | None = None
+    ) -> ForgetPreview:
+        """The current version's accuracy with and without ``silo``; nothing is removed
+        (operator token)."""
+        request = pb.ValueRequest(
+            dataset=dataset,
+            dataset_root=None if dataset_root is None else str(dataset_root),
+            what_if=silo,
+        )
+        response = self._unary("Value", request)
+        if response.WhichOneof("result") != "preview_json":
+            raise AdminAPIError(f"the admin API at {self.address} answered no forget preview")
+        return ForgetPreview.model_validate_json(response.preview_json)
 
     def audit_log(self, since: int | None = None, *, page: int = 1000) -> list[AuditEvent]:
         """Events after sequence number ``since`` (all by default), fetched page by page."""

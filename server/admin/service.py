@@ -15,12 +15,14 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, TypeVar
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar, cast, get_args
 
 import grpc
 from pydantic import ValidationError
 
 from tmc.common.components.component import SHA256_PATTERN, SILO_PATTERN
+from tmc.common.data.spec import DatasetName
 from tmc.common.errors import AuthError, IntegrityError, NotFoundError, TMCError
 from tmc.server.admin import convert
 from tmc.server.admin.auth import Authenticator, Principal
@@ -41,6 +43,9 @@ from tmc.server.registry import (
     StatusFilter,
 )
 from tmc.server.registry.blobs import safetensors_metadata
+from tmc.server.registry.model_file import require_data
+from tmc.server.valuation import preview_forget, value_version
+from tmc.server.valuation.split import evaluation_split
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +56,10 @@ AUDIT_PAGE = 1000
 MAX_AUDIT_PAGE = 10_000
 MAX_REASON_CHARS = 1000
 MAX_EXCLUDED_SILOS = 1000
+DEFAULT_VALUE_SAMPLES = 200
+MAX_VALUE_SAMPLES = 100_000
+MAX_PATH_CHARS = 4096
+DATASETS: tuple[str, ...] = get_args(DatasetName)
 STATUSES: dict[str, StatusFilter] = {"active": "active", "forgotten": "forgotten", "all": "all"}
 _SILO = re.compile(SILO_PATTERN)
 _SHA256 = re.compile(SHA256_PATTERN)
@@ -275,6 +284,61 @@ class RegistryAdminService(pb_grpc.RegistryAdminServicer):
             return convert.readmit_to_pb(lifted)
 
         return self._call("Readmit", context, body)
+
+    def Value(  # noqa: N802  (the name is the .proto's)
+        self, request: pb.ValueRequest, context: grpc.ServicerContext
+    ) -> pb.ValueResponse:
+        def body(principal: Principal) -> pb.ValueResponse:
+            if not principal.is_operator:
+                _deny(principal, "value the silos' contributions (operator only)")
+            if (request.dataset or "digits") not in DATASETS:
+                raise RequestError(
+                    f"dataset {_shown(request.dataset)} is not one of {', '.join(DATASETS)}"
+                )
+            dataset = cast(DatasetName, request.dataset or "digits")
+            root = None
+            if request.HasField("dataset_root"):
+                if not request.dataset_root or len(request.dataset_root) > MAX_PATH_CHARS:
+                    raise RequestError(
+                        f"dataset_root must be a path of 1 to {MAX_PATH_CHARS} characters"
+                    )
+                root = Path(request.dataset_root)
+            samples = request.samples if request.HasField("samples") else DEFAULT_VALUE_SAMPLES
+            if not 2 <= samples <= MAX_VALUE_SAMPLES:
+                raise RequestError(
+                    f"samples must be between 2 and {MAX_VALUE_SAMPLES}, got {samples}"
+                )
+            version = request.version if request.HasField("version") else None
+            if version is not None and version < 1:
+                raise RequestError(f"version must be >= 1, got {version}")
+            if request.HasField("what_if"):
+                silo = _check_silo(request.what_if, "what_if silo")
+                if version is not None:
+                    raise RequestError(
+                        "a forget's preview is of the current version: leave version unset"
+                    )
+                # Refuse an unknown silo before the split is loaded and logits computed.
+                current = self._registry.version()
+                owners = {self._registry.component_record(c).silo for c in current.component_ids}
+                if silo not in owners:
+                    raise NotFoundError(
+                        f"silo {silo!r} has no component in version {current.number}"
+                    )
+                split = evaluation_split(self._registry, dataset, root)
+                classes = require_data(self._registry.settings.data, self._registry.root).classes
+                preview = preview_forget(self._registry, split, silo, class_names=classes)
+                _log.info("admin Value (what-if %s) by %s", silo, principal.actor)
+                return pb.ValueResponse(preview_json=preview.model_dump_json())
+            # An unknown or purged version is refused before the split is loaded.
+            number = self._registry.version(version).number
+            split = evaluation_split(self._registry, dataset, root)
+            valuation = value_version(
+                self._registry, split, version=number, samples=samples, seed=request.seed
+            )
+            _log.info("admin Value (version %d) by %s", number, principal.actor)
+            return pb.ValueResponse(valuation_json=valuation.model_dump_json())
+
+        return self._call("Value", context, body)
 
     def AuditLog(  # noqa: N802  (the name is the .proto's)
         self, request: pb.AuditLogRequest, context: grpc.ServicerContext

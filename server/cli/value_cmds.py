@@ -1,4 +1,5 @@
-"""``tmc registry value``: what each silo's contribution is worth, and a forget's preview."""
+"""``tmc registry value``: what each silo's contribution is worth, and a forget's preview,
+from a local registry or (``--server``) an admin API."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ from typing import Annotated
 import typer
 
 from tmc.common.data.spec import DatasetName
-from tmc.server.cli.options import JsonOption, RegistryOption
+from tmc.common.errors import ConfigError
+from tmc.server.cli.admin_cmds import (
+    CaCertOption,
+    InsecureOption,
+    OptionalRegistryOption,
+    Remote,
+    ServerOption,
+    TokenFileOption,
+    open_target,
+)
+from tmc.server.cli.options import JsonOption
 from tmc.server.cli.output import console, emit_json, handle_errors, table
 from tmc.server.registry import Registry
 from tmc.server.registry.model_file import require_data
@@ -26,11 +37,13 @@ def _points(value: float) -> str:
 
 
 def value(
-    registry: RegistryOption,
+    registry: OptionalRegistryOption = None,
     dataset: Annotated[
         DatasetName, typer.Option(help="value on this dataset's test split")
     ] = "digits",
-    dataset_root: Annotated[Path | None, typer.Option(help="for cifar/imagefolder")] = None,
+    dataset_root: Annotated[
+        Path | None, typer.Option(help="for cifar/imagefolder (with --server: on the server)")
+    ] = None,
     version: Annotated[
         int | None, typer.Option(min=1, help="a past version (default: current)")
     ] = None,
@@ -55,13 +68,21 @@ def value(
     ] = 200,
     seed: Annotated[int, typer.Option(help="seed of the random orders")] = 0,
     as_json: JsonOption = False,
+    server: ServerOption = None,
+    ca_cert: CaCertOption = None,
+    token_file: TokenFileOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Each silo's leave-one-out and Shapley value (accuracy points on a test split the
     server holds), computed exactly from each component's cached logits: the model is
     linear in Δ, so any subset's composition needs no new forward pass. Shapley values are
-    exact up to 15 silos, sampled beyond (± standard error). Values are kept per version."""
-    with handle_errors(as_json=as_json), Registry.open(registry, actor="cli") as opened:
+    exact up to 15 silos, sampled beyond (± standard error). Values are kept per version.
+    With --server, computed by an admin API on its registry (operator token)."""
+    remote = Remote(server, ca_cert, token_file, insecure)
+    with handle_errors(as_json=as_json), open_target(registry, remote) as opened:
         if history is not None:
+            if not isinstance(opened, Registry):
+                raise ConfigError("--history reads the kept values: use --registry DIR")
             kept = kept_valuations(opened.root, silo=history)
             rows = [
                 (
@@ -88,10 +109,13 @@ def value(
                 )
             )
             return
-        split = evaluation_split(opened, dataset, dataset_root)
         if what_if is not None:
-            classes = require_data(opened.settings.data, opened.root).classes
-            preview = preview_forget(opened, split, what_if, class_names=classes)
+            if isinstance(opened, Registry):
+                split = evaluation_split(opened, dataset, dataset_root)
+                classes = require_data(opened.settings.data, opened.root).classes
+                preview = preview_forget(opened, split, what_if, class_names=classes)
+            else:
+                preview = opened.preview_forget(what_if, dataset=dataset, dataset_root=dataset_root)
             if as_json:
                 emit_json(preview.model_dump(mode="json"))
                 return
@@ -111,7 +135,17 @@ def value(
                 )
             )
             return
-        valuation = value_version(opened, split, version=version, samples=samples, seed=seed)
+        if isinstance(opened, Registry):
+            split = evaluation_split(opened, dataset, dataset_root)
+            valuation = value_version(opened, split, version=version, samples=samples, seed=seed)
+        else:
+            valuation = opened.value(
+                version=version,
+                dataset=dataset,
+                dataset_root=dataset_root,
+                samples=samples,
+                seed=seed,
+            )
         if as_json:
             emit_json(valuation.model_dump(mode="json"))
             return

@@ -1,7 +1,7 @@
 """The dashboard's web app: pages over one open registry, for a logged-in operator.
 
-Every page needs the session cookie of an operator or a viewer (``session.py``); forget
-and readmit, for operators only, show what they will
+Every page needs the session cookie of an operator or a viewer (``session.py``); computing
+silo values is for operators only; forget and readmit, for operators only, show what they will
 do first and run only on a POST with the session's form token (``plans.py``). Every refusal
 is a page with a 4xx status that says what is wrong (``error_pages.py``).
 """
@@ -9,7 +9,8 @@ is a page with a 4xx status that says what is wrong (``error_pages.py``).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Literal, get_args
 
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
@@ -24,15 +25,24 @@ from jinja2 import Environment
 from starlette.concurrency import run_in_threadpool
 
 from tmc.common.components.component import SILO_PATTERN
+from tmc.common.data.spec import DatasetName
 from tmc.common.errors import NotFoundError
 from tmc.server.admin.auth import Principal
 from tmc.server.cli.plots import history_png
 from tmc.server.dashboard.error_pages import install_error_pages
-from tmc.server.dashboard.forms import ForgetForm, LoginForm, LogoutForm, ReadmitForm, read_form
+from tmc.server.dashboard.forms import (
+    ForgetForm,
+    LoginForm,
+    LogoutForm,
+    ReadmitForm,
+    ValueForm,
+    read_form,
+)
 from tmc.server.dashboard.plans import carry_out_forget, forget_plan, readmit_plan
 from tmc.server.dashboard.session import COOKIE, Sessions
 from tmc.server.dashboard.templating import STYLESHEET, environment, render
-from tmc.server.dashboard.views import silo_rows, version_silos
+from tmc.server.dashboard.valuing import value_current
+from tmc.server.dashboard.views import silo_rows, silo_summary, silo_values, version_silos
 from tmc.server.federation import read_history
 from tmc.server.registry import Registry
 
@@ -161,6 +171,28 @@ def create_app(registry: Registry, sessions: Sessions, *, secure_cookie: bool = 
             last_round=history[-1] if history else None,
             current=registry.current_version(),
         )
+
+    @app.get("/silos/{silo}")
+    def silo(request: Request, silo: SiloName) -> HTMLResponse:
+        board.principal(request)
+        return board.page(
+            request,
+            "silo.html",
+            title=f"Silo {silo}",
+            page="/silos",
+            summary=silo_summary(registry, silo),
+            values=silo_values(registry, silo),
+            datasets=get_args(DatasetName),
+        )
+
+    @app.post("/silos/{silo}/values")
+    async def compute_values(request: Request, silo: SiloName) -> RedirectResponse:
+        form = await read_form(request, ValueForm)
+        board.confirm(request, form.form_token)
+        await run_in_threadpool(silo_summary, registry, silo)  # an unknown silo: 404
+        root = Path(form.dataset_root) if form.dataset_root else None
+        await run_in_threadpool(value_current, registry, form.dataset, root)
+        return RedirectResponse(f"/silos/{silo}", status_code=303)
 
     @app.get("/versions")
     def versions(request: Request) -> HTMLResponse:

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 from fastapi import Request
 from pydantic import Field, ValidationError
 
+from tmc.common.data.spec import DatasetName
 from tmc.common.schema import StrictModel
 from tmc.server.dashboard.errors import FormError
 
@@ -34,6 +35,12 @@ class ForgetForm(StrictModel):
 class ReadmitForm(StrictModel):
     form_token: str = Field(max_length=128)
     reason: str = Field("", max_length=2000)
+
+
+class ValueForm(StrictModel):
+    form_token: str = Field(max_length=128)
+    dataset: DatasetName = "digits"
+    dataset_root: str = Field("", max_length=4096, description="empty: the built-in data")
 
 
 class LogoutForm(StrictModel):

@@ -1,5 +1,5 @@
-"""What the pages show, read from the registry and the round history: no number here is
-computed that the registry or ``history.jsonl`` does not record."""
+"""What the pages show, read from the registry, the round history and the silo values kept
+in the registry folder: no number here is computed that they do not record."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from datetime import datetime
 
 from pydantic import Field
 
+from tmc.common.errors import NotFoundError
 from tmc.common.schema import StrictModel
 from tmc.server.federation import RoundSummary
-from tmc.server.registry import ComponentRecord, Registry, SiloTombstone
+from tmc.server.registry import ComponentRecord, Registry, SiloSummary, SiloTombstone
+from tmc.server.valuation import kept_valuations
 
 
 class LastRound(StrictModel):
@@ -74,6 +76,51 @@ def silo_rows(registry: Registry, history: list[RoundSummary]) -> list[SiloRow]:
                 epsilon=worst.privacy.epsilon if worst and worst.privacy else None,
                 delta=worst.privacy.delta if worst and worst.privacy else None,
                 last_round=last_round_of(summary.silo, last) if last else None,
+            )
+        )
+    return rows
+
+
+class SiloValueRow(StrictModel):
+    """One silo's values in one kept valuation (one version, one split)."""
+
+    version: int
+    split: str = Field(description="the first hex digits of the split's sha256")
+    num_examples: int
+    method: str
+    leave_one_out: float
+    shapley: float
+    shapley_se: float
+    accuracy: float = Field(description="the version's accuracy on that split")
+    theta0_accuracy: float
+    computed_at: datetime
+
+
+def silo_summary(registry: Registry, silo: str) -> SiloSummary:
+    """The registry's summary of ``silo`` (NotFoundError when it never contributed)."""
+    found = next((s for s in registry.silos() if s.silo == silo), None)
+    if found is None:
+        raise NotFoundError(f"silo {silo!r} has no component in this registry")
+    return found
+
+
+def silo_values(registry: Registry, silo: str) -> list[SiloValueRow]:
+    """``silo``'s values at every version a valuation was kept for, oldest first."""
+    rows = []
+    for valuation in kept_valuations(registry.root, silo=silo):
+        mine = next(s for s in valuation.silos if s.silo == silo)
+        rows.append(
+            SiloValueRow(
+                version=valuation.version,
+                split=valuation.split_sha256[:12],
+                num_examples=valuation.num_examples,
+                method=valuation.method,
+                leave_one_out=mine.leave_one_out,
+                shapley=mine.shapley,
+                shapley_se=mine.shapley_se,
+                accuracy=valuation.accuracy,
+                theta0_accuracy=valuation.theta0_accuracy,
+                computed_at=valuation.computed_at,
             )
         )
     return rows

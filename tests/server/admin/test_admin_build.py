@@ -30,6 +30,7 @@ def test_generated_code_matches_the_proto() -> None:
         "Export",
         "AuditLog",
         "Readmit",
+        "Value",
     ]
     assert service.methods_by_name["Export"].server_streaming
 

@@ -28,6 +28,7 @@ def test_a_viewer_token_is_refused_every_call(
         "status": client.status,
         "export": client.export_bytes,
         "audit": client.audit_log,
+        "value": client.value,
     }
     for name, call in calls.items():
         with pytest.raises(PermissionDeniedError, match="'watch' \\(viewer\\) may not"):

@@ -31,7 +31,15 @@ PRIVACY = PrivacyMeta(
     accountant="dp-accounting RDP",
     accountant_version="0.6.0",
 )
-PAGES = ("/silos", "/versions", "/versions/1", "/versions/accuracy.png", "/components", "/audit")
+PAGES = (
+    "/silos",
+    "/silos/silo-1",
+    "/versions",
+    "/versions/1",
+    "/versions/accuracy.png",
+    "/components",
+    "/audit",
+)
 
 
 @dataclass(frozen=True)
