@@ -5,6 +5,7 @@ fresh virtual environment."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,13 @@ pytestmark = pytest.mark.slow
 
 def _run(*args: str | Path, cwd: Path | None = None) -> str:
     argv = [str(a) for a in args]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=cwd, check=False)
+    # A fresh environment means no inherited search path: Ray's driver (run in-process by
+    # earlier tests) exports PYTHONPATH with this checkout and its site-packages, through
+    # which pip would see tmc-federation installed already and skip the wheel.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=600, cwd=cwd, check=False, env=env
+    )
     assert done.returncode == 0, f"{args}:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
