@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.images import write_images
-from tests.server.federation.fake_grid import FakeGrid, FakeNode, simulated_node
-from tmc.client import make_client_app
+from tests.server.federation.fake_grid import FakeGrid
+from tests.server.federation.rounds_helpers import folder_silo_grid
 from tmc.common.data import DatasetSpec, FederatedPartition, PartitionSpec, export_silo
 from tmc.common.federation.config import FederationConfig
 from tmc.common.models import MaterializedBase, materialize
@@ -39,19 +39,6 @@ def _config(tmp_path: Path, **overrides: object) -> FederationConfig:
     }
     values.update(overrides)
     return FederationConfig.from_run_config(values)
-
-
-def _grid(config: FederationConfig, tmp_path: Path, silos: dict[str, Path]) -> FakeGrid:
-    app = make_client_app(config.to_run_config())
-    grid = FakeGrid()
-    for index, (name, data) in enumerate(sorted(silos.items())):
-        node = simulated_node(2000 + index, index, len(silos), app)
-        node.context.node_config.clear()
-        node.context.node_config.update(
-            {"silo-id": name, "data-path": str(data), "cache-dir": str(tmp_path / f"c-{name}")}
-        )
-        grid.nodes[node.node_id] = FakeNode(node.node_id, app, node.context)
-    return grid
 
 
 def _run(config: FederationConfig, grid: FakeGrid, base: MaterializedBase) -> RoundSummary:
@@ -93,7 +80,7 @@ def test_own_folders_train_and_misfits_are_refused_with_reasons(
 ) -> None:
     config = _config(tmp_path)
     caplog.set_level(logging.ERROR, logger="tmc.client.app")
-    summary = _run(config, _grid(config, tmp_path, folders), image_base)
+    summary = _run(config, folder_silo_grid(config, tmp_path, folders), image_base)
     assert summary.accepted_silos == ("silo-a", "silo-b")
     reasons = {r.silo: r.reason for r in summary.rejected}
     assert "grayscale, 1 channel" in reasons["silo-gray"]
@@ -113,12 +100,12 @@ def test_forgetting_is_permanent_until_the_silo_is_readmitted(
 ) -> None:
     config = _config(tmp_path)
     silos = {k: folders[k] for k in ("silo-a", "silo-b")}
-    first = _run(config, _grid(config, tmp_path, silos), image_base)
+    first = _run(config, folder_silo_grid(config, tmp_path, silos), image_base)
     assert first.accepted_silos == ("silo-a", "silo-b")
     with Registry.open(config.registry_path) as registry:
         registry.forget(silo="silo-a", actor="operator", reason="withdrew consent")
 
-    again = _run(config, _grid(config, tmp_path, silos), image_base)
+    again = _run(config, folder_silo_grid(config, tmp_path, silos), image_base)
     assert again.accepted == ()
     (refusal,) = again.rejected
     assert refusal.silo == "silo-a"
@@ -128,7 +115,7 @@ def test_forgetting_is_permanent_until_the_silo_is_readmitted(
     with Registry.open(config.registry_path) as registry:
         registry.readmit("silo-a", actor="operator", reason="consent renewed")
         assert [e.action for e in registry.audit_log()][-1] == "readmit"
-    back = _run(config, _grid(config, tmp_path, silos), image_base)
+    back = _run(config, folder_silo_grid(config, tmp_path, silos), image_base)
     assert back.accepted_silos == ("silo-a",)
     assert [first.round, again.round, back.round] == [1, 2, 3], "a round that adds nothing counts"
     with Registry.open(config.registry_path) as registry:
@@ -142,9 +129,11 @@ def test_a_silo_whose_data_changed_is_refused(
 ) -> None:
     config = _config(tmp_path)
     silos = {"silo-a": folders["silo-a"]}
-    assert _run(config, _grid(config, tmp_path, silos), image_base).accepted_silos == ("silo-a",)
+    assert _run(config, folder_silo_grid(config, tmp_path, silos), image_base).accepted_silos == (
+        "silo-a",
+    )
     write_images(folders["silo-a"], {"cat": 5}, seed=7)
-    summary = _run(config, _grid(config, tmp_path, silos), image_base)
+    summary = _run(config, folder_silo_grid(config, tmp_path, silos), image_base)
     (refusal,) = summary.rejected
     assert "the data of increment 0 are not those its component was trained on" in refusal.reason
 
@@ -158,13 +147,13 @@ def test_a_folder_that_grows_by_increments_adds_components(
     root = tmp_path / "hospital" / "increments"
     write_images(root / "2026-01", {"cat": 3, "dog": 3}, seed=1)
     silos = {"silo-a": root.parent}
-    first = _run(config, _grid(config, tmp_path, silos), image_base)
+    first = _run(config, folder_silo_grid(config, tmp_path, silos), image_base)
     assert first.accepted_silos == ("silo-a",)
     with Registry.open(config.registry_path) as registry:
         (january,) = registry.list_components()
 
     write_images(root / "2026-02", {"bird": 3}, seed=2)
-    second = _run(config, _grid(config, tmp_path, silos), image_base)
+    second = _run(config, folder_silo_grid(config, tmp_path, silos), image_base)
     assert second.accepted_silos == ("silo-a",)
     with Registry.open(config.registry_path) as registry:
         by_increment = {r.increment: r for r in registry.list_components()}
@@ -175,7 +164,7 @@ def test_a_folder_that_grows_by_increments_adds_components(
 
     # An increment slipped in before the others shifts them: refused, saying how to add data.
     write_images(root / "2025-12", {"fish": 2}, seed=3)
-    third = _run(config, _grid(config, tmp_path, silos), image_base)
+    third = _run(config, folder_silo_grid(config, tmp_path, silos), image_base)
     (refusal,) = third.rejected
     assert "the data of increment 0 are not those" in refusal.reason
     assert "named to sort after the others" in refusal.reason
@@ -205,7 +194,7 @@ def test_a_silo_exported_with_other_settings_is_refused(
         }
     )
     silos = {"silo-0": exports / "silo-0", "silo-3": exports / "silo-3"}
-    summary = _run(config, _grid(config, tmp_path, silos), digits_base)
+    summary = _run(config, folder_silo_grid(config, tmp_path, silos), digits_base)
     assert summary.accepted_silos == ("silo-0",)
     (refusal,) = summary.rejected
     assert refusal.silo == "silo-3"
@@ -229,7 +218,9 @@ def test_a_hostile_folder_is_refused_in_one_line_and_the_round_goes_on(
     os.mkfifo(root / "silo-a" / "cat" / "scan.png")
     config = _config(tmp_path)
     caplog.set_level(logging.ERROR, logger="tmc.client.app")
-    summary = _run(config, _grid(config, tmp_path, {p.name: p for p in root.iterdir()}), image_base)
+    summary = _run(
+        config, folder_silo_grid(config, tmp_path, {p.name: p for p in root.iterdir()}), image_base
+    )
     assert summary.accepted_silos == ("silo-b",)
     (refusal,) = summary.rejected
     assert "scan.png is named like an image but is a FIFO" in refusal.reason

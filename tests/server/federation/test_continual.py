@@ -15,8 +15,8 @@ import pytest
 from flwr.app import Message
 
 from tests.images import write_images
-from tests.server.federation.fake_grid import FakeGrid, FakeNode, simulated_node
-from tmc.client import make_client_app
+from tests.server.federation.fake_grid import FakeGrid
+from tests.server.federation.rounds_helpers import folder_silo_grid
 from tmc.common.federation import TRAIN
 from tmc.common.federation.config import FederationConfig
 from tmc.common.models import MaterializedBase, materialize
@@ -50,19 +50,6 @@ def _config(tmp_path: Path, **overrides: object) -> FederationConfig:
     }
     values.update(overrides)
     return FederationConfig.from_run_config(values)
-
-
-def _grid(config: FederationConfig, tmp_path: Path, silos: dict[str, Path]) -> FakeGrid:
-    app = make_client_app(config.to_run_config())
-    grid = FakeGrid()
-    for index, (name, data) in enumerate(sorted(silos.items())):
-        node = simulated_node(3000 + index, index, len(silos), app)
-        node.context.node_config.clear()
-        node.context.node_config.update(
-            {"silo-id": name, "data-path": str(data), "cache-dir": str(tmp_path / f"c-{name}")}
-        )
-        grid.nodes[node.node_id] = FakeNode(node.node_id, app, node.context)
-    return grid
 
 
 def _training_messages(grid: FakeGrid) -> list[int]:
@@ -122,7 +109,7 @@ def test_a_round_starts_only_when_a_silo_has_a_new_increment(
     folders = {name: tmp_path / name / "increments" for name in ("silo-a", "silo-b")}
     write_images(folders["silo-a"] / "2026-01", {"cat": 3, "dog": 3}, seed=1)
     write_images(folders["silo-b"] / "2026-01", {"bird": 3, "fish": 3}, seed=2)
-    grid = _grid(config, tmp_path, {name: path.parent for name, path in folders.items()})
+    grid = folder_silo_grid(config, tmp_path, {name: path.parent for name, path in folders.items()})
     nodes = {grid.nodes[n].context.node_config["silo-id"]: n for n in grid.nodes}
     trained = _training_messages(grid)
 
@@ -151,7 +138,7 @@ def test_a_silo_forgotten_during_the_run_is_refused_at_the_next_check(
     config = _config(tmp_path, **{"max-idle-rounds": 3})
     folder = tmp_path / "silo-a" / "increments"
     write_images(folder / "2026-01", {"cat": 3}, seed=1)
-    grid = _grid(config, tmp_path, {"silo-a": folder.parent})
+    grid = folder_silo_grid(config, tmp_path, {"silo-a": folder.parent})
 
     def forget_after_round_1(summary: RoundSummary) -> None:
         with Registry.open(config.registry_path) as registry:
